@@ -1,0 +1,5 @@
+"""`python -m pgiam`."""
+
+from pgiam.cli import main_exit
+
+main_exit()

@@ -1,0 +1,74 @@
+"""Every location pgiam reads or writes; nothing else computes a path.
+
+pgiam's own files follow the XDG rules through platformdirs; the two libpq
+files follow libpq's rules (PGPASSFILE / PGSERVICEFILE, else the home directory,
+with no `~` expansion anywhere).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+APP = "pgiam"
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_file: Path  # config.toml
+    state_dir: Path  # state.json, next-due, the lock, the sandbox
+    data_dir: Path  # managed CA bundles
+    pgpass: Path  # libpq's password file
+    service_file: Path  # libpq's per-user service file
+    home: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.config_file.parent
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def next_due_file(self) -> Path:
+        """One epoch number: the earliest instant a token needs renewing (read by shell hooks)."""
+        return self.state_dir / "next-due"
+
+    @property
+    def notice_file(self) -> Path:
+        """A one-line message for the next prompt (a failed refresh), removed once shown."""
+        return self.state_dir / "notice"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "lock"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.state_dir / "sandbox"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certs"
+
+    @classmethod
+    def from_env(cls) -> "Paths":
+        """Resolve every location from the environment (HOME, XDG_*, PGPASSFILE, PGSERVICEFILE)."""
+        import platformdirs
+
+        env = os.environ
+        home = Path(env.get("HOME") or os.path.expanduser("~"))
+        # libpq: PGPASSFILE if set, else ~/.pgpass; PGSERVICEFILE if set, else ~/.pg_service.conf.
+        # libpq 15+ takes the home directory from $HOME (FACTS.md). No `~` expansion.
+        pgpass = Path(env["PGPASSFILE"]) if env.get("PGPASSFILE") else home / ".pgpass"
+        service = Path(env["PGSERVICEFILE"]) if env.get("PGSERVICEFILE") else home / ".pg_service.conf"
+        return cls(
+            config_file=Path(platformdirs.user_config_dir(APP)) / "config.toml",
+            state_dir=Path(platformdirs.user_state_dir(APP)),
+            data_dir=Path(platformdirs.user_data_dir(APP)),
+            pgpass=pgpass,
+            service_file=service,
+            home=home,
+        )
