@@ -50,6 +50,11 @@ class Paths:
         return self.state_dir / "sandbox"
 
     @property
+    def systemd_user_dir(self) -> Path:
+        """$XDG_CONFIG_HOME/systemd/user (config_dir's parent is XDG_CONFIG_HOME)."""
+        return self.config_dir.parent / "systemd" / "user"
+
+    @property
     def certs_dir(self) -> Path:
         return self.data_dir / "certs"
 
