@@ -98,6 +98,26 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
     return target
 
 
+def write_all(changes: list[tuple[Path, bytes, int]]) -> list[Path]:
+    """Atomically write several files; if one fails, put back the ones already written, then raise."""
+    done: list[tuple[Path, bytes | None, int]] = []
+    try:
+        for path, data, mode in changes:
+            old = read_bytes(path)
+            old_mode = stat.S_IMODE(os.stat(resolve_target(path)).st_mode) if old is not None else mode
+            atomic_write(path, data, mode)
+            done.append((path, old, old_mode))
+    except BaseException:
+        for path, old, old_mode in reversed(done):
+            with contextlib.suppress(Exception):
+                if old is None:
+                    os.unlink(resolve_target(path))
+                else:
+                    atomic_write(path, old, old_mode)
+        raise
+    return [p for p, _, _ in done]
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -1,0 +1,342 @@
+"""pgiam's config.toml: read with tomllib, written with tomli-w, validated with file/key/line.
+
+    [defaults]
+    region = "us-east-1"          # optional
+    profile = "prod-sso"          # optional AWS profile
+    renewal_margin = 300          # seconds before expiry when a token is renewed
+
+    [services.prod]
+    host = "db.cluster-abc.us-west-2.rds.amazonaws.com"
+    port = 5432
+    user = "alice"
+    dbname = "app"                # optional
+    region = "us-west-2"          # optional when the host name says it
+    profile = "prod-sso"          # optional
+    via = "127.0.0.1:15432"       # optional: a tunnel or port forward
+    sslrootcert = "/abs/path.pem" # or "system"
+    require_auth = false          # libpq 16+: refuse to send the token to a non-password server
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgiam.errors import ConfigError, UsageError
+
+TOKEN_LIFETIME = 900  # botocore hard-codes X-Amz-Expires=900 for RDS tokens
+DEFAULT_MARGIN = 300
+DEFAULT_PORT = 5432
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+-]*$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_PROFILE_RE = re.compile(r"^[^\x00-\x20\x7f\[\]]+$")
+
+SERVICE_KEYS = {
+    "host", "port", "user", "dbname", "region", "profile", "via", "sslrootcert", "require_auth",
+    "aws_credentials_file",
+}
+DEFAULT_KEYS = {"region", "profile", "renewal_margin"}
+
+
+@dataclass(frozen=True)
+class Via:
+    """Where libpq dials instead of the endpoint: a numeric address and a local port."""
+
+    addr: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.addr}]:{self.port}" if ":" in self.addr else f"{self.addr}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    host: str
+    user: str
+    region: str
+    port: int = DEFAULT_PORT
+    dbname: str | None = None
+    profile: str | None = None
+    via: Via | None = None
+    sslrootcert: str | None = None
+    require_auth: bool = False
+    aws_credentials_file: str | None = None  # the sandbox's own static key, instead of the AWS chain
+
+    @property
+    def dial_port(self) -> int:
+        """The port libpq dials, which is the port it matches in ~/.pgpass."""
+        return self.via.port if self.via else self.port
+
+
+@dataclass(frozen=True)
+class Defaults:
+    region: str | None = None
+    profile: str | None = None
+    renewal_margin: int = DEFAULT_MARGIN
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    defaults: Defaults = Defaults()
+    services: dict[str, Service] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # what the file holds, for rewriting it
+
+
+# ---------------------------------------------------------------- validation (shared with the CLI)
+
+
+def _no_control(what: str, value: str) -> None:
+    bad = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise UsageError(
+            f"{what} {value!r} contains the control character {bad!r}",
+            f"libpq's files are line-based: use a {what} without newlines or control characters",
+        )
+
+
+def check_name(name: str) -> str:
+    """A service name libpq can look up: no `]`, `=`, `#`, whitespace or control characters."""
+    if not _NAME_RE.match(name):
+        raise UsageError(
+            f"invalid service name {name!r}",
+            "use letters, digits and . _ - @ + only (libpq looks the name up as `[name]`)",
+        )
+    return name
+
+
+def check_host(host: str) -> str:
+    _no_control("host", host)
+    if _HOST_RE.match(host):
+        return host
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        raise UsageError(f"invalid host {host!r}", "give the endpoint's DNS name, e.g. db.cluster-abc.us-east-1.rds.amazonaws.com") from None
+
+
+def check_text(what: str, value: str) -> str:
+    """User names, database names, profiles: anything printable, no surrounding whitespace."""
+    _no_control(what, value)
+    if not value:
+        raise UsageError(f"empty {what}", f"give a non-empty {what}")
+    if value != value.strip():
+        # libpq 13+ strips trailing whitespace of service-file lines: the value would change.
+        raise UsageError(f"{what} {value!r} starts or ends with whitespace", f"give the {what} without surrounding spaces")
+    return value
+
+
+def check_port(port: Any, what: str = "port") -> int:
+    if isinstance(port, bool) or not isinstance(port, int):
+        try:
+            port = int(str(port), 10)
+        except ValueError:
+            raise UsageError(f"invalid {what} {port!r}", "give a number from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise UsageError(f"invalid {what} {port}", "give a number from 1 to 65535")
+    return port
+
+
+def check_region(region: str) -> str:
+    if not _REGION_RE.match(region):
+        raise UsageError(f"invalid region {region!r}", "give an AWS region such as us-east-1")
+    return region
+
+
+def check_profile(profile: str) -> str:
+    if not _PROFILE_RE.match(profile):
+        raise UsageError(f"invalid AWS profile {profile!r}", "give a profile name from ~/.aws/config")
+    return profile
+
+
+def check_path(what: str, value: str) -> str:
+    _no_control(what, value)
+    if value == "system":
+        return value
+    if not value.startswith("/"):
+        raise UsageError(f"{what} {value!r} is not an absolute path", "libpq expands no `~`: give an absolute path")
+    if value != value.strip():
+        raise UsageError(f"{what} {value!r} starts or ends with whitespace", "rename the file")
+    return value
+
+
+def parse_via(value: str) -> Via:
+    """`ADDR:PORT` or `[v6]:PORT`; `localhost` becomes 127.0.0.1 (hostaddr must be numeric)."""
+    _no_control("via", value)
+    addr, sep, port = value.rpartition(":")
+    if not sep or not addr:
+        raise UsageError(f"invalid via {value!r}", "give ADDR:PORT, e.g. 127.0.0.1:15432")
+    if addr.startswith("[") and addr.endswith("]"):
+        addr = addr[1:-1]
+    if addr == "localhost":
+        addr = "127.0.0.1"
+    try:
+        addr = str(ipaddress.ip_address(addr))
+    except ValueError:
+        raise UsageError(
+            f"invalid via address {addr!r}",
+            "give a numeric address (libpq's hostaddr), e.g. 127.0.0.1:15432",
+        ) from None
+    return Via(addr, check_port(port, "via port"))
+
+
+def infer_region(host: str) -> str | None:
+    """The region in an RDS host name: x.cluster-abc.us-west-2.rds.amazonaws.com[.cn] -> us-west-2."""
+    labels = host.lower().rstrip(".").split(".")
+    for suffix in (["rds", "amazonaws", "com"], ["rds", "amazonaws", "com", "cn"]):
+        n = len(suffix)
+        if len(labels) >= n + 2 and labels[-n:] == suffix and _REGION_RE.match(labels[-n - 1]):
+            return labels[-n - 1]
+    return None
+
+
+def is_proxy_host(host: str) -> bool:
+    """RDS Proxy endpoints (`name.proxy-abc.region.rds.amazonaws.com`) use public Amazon roots."""
+    labels = host.lower().split(".")
+    return len(labels) > 2 and labels[1].startswith("proxy-") and infer_region(host) is not None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _line_of(text: str, table: str, key: str | None) -> int | None:
+    """The line where `key` (or the table header, when key is None) sits in `table`."""
+    current = ""
+    for n, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        m = re.match(r"^\[\s*([^\[\]]+?)\s*\]", s)
+        if m:
+            current = re.sub(r"\s*\.\s*", ".", m.group(1)).replace('"', "")
+            if key is None and current == table:
+                return n
+            continue
+        if key is not None and current == table and re.match(rf"^\"?{re.escape(key)}\"?\s*=", s):
+            return n
+    return None
+
+
+def _where(path: Path, text: str, table: str, key: str | None) -> str:
+    line = _line_of(text, table, key)
+    loc = f"{path}:{line}" if line else str(path)
+    return f"{loc}: [{table}]" + (f" {key}" if key else "")
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate config text into a Config; errors name the file, the table/key and the line."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}", f"fix the syntax in {path}") from None
+    for top in raw:
+        if top not in ("defaults", "services"):
+            raise ConfigError(f"{path}: unknown table or key {top!r}", "only [defaults] and [services.NAME] are allowed")
+    d = raw.get("defaults", {})
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: `defaults` must be a table", "write it as [defaults]")
+    for k in d:
+        if k not in DEFAULT_KEYS:
+            raise ConfigError(f"{_where(path, text, 'defaults', k)}: unknown key", f"allowed keys: {', '.join(sorted(DEFAULT_KEYS))}")
+    defaults = Defaults(
+        region=_get(d, "region", str, path, text, "defaults", check_region),
+        profile=_get(d, "profile", str, path, text, "defaults", check_profile),
+        renewal_margin=_get(d, "renewal_margin", int, path, text, "defaults", _check_margin) or DEFAULT_MARGIN,
+    )
+    svcs = raw.get("services", {})
+    if not isinstance(svcs, dict):
+        raise ConfigError(f"{path}: `services` must be tables", "write each as [services.NAME]")
+    services: dict[str, Service] = {}
+    for name, t in svcs.items():
+        table = f"services.{name}"
+        try:
+            check_name(name)
+        except UsageError as err:
+            raise ConfigError(f"{_where(path, text, table, None)}: {err.message}", err.hint) from None
+        if not isinstance(t, dict):
+            raise ConfigError(f"{path}: services.{name} must be a table", f"write it as [services.{name}]")
+        services[name] = _service(name, t, defaults, path, text, table)
+    return Config(path=path, defaults=defaults, services=services, raw=raw)
+
+
+def _check_margin(v: int) -> int:
+    if not 30 <= v <= TOKEN_LIFETIME - 60:
+        raise UsageError(f"renewal_margin {v} is out of range", f"give seconds from 30 to {TOKEN_LIFETIME - 60}")
+    return v
+
+
+def _get(t: dict[str, Any], key: str, typ: type, path: Path, text: str, table: str, check: Any = None) -> Any:
+    if key not in t:
+        return None
+    v = t[key]
+    if typ is int and isinstance(v, bool) or not isinstance(v, typ):
+        raise ConfigError(f"{_where(path, text, table, key)}: expected {typ.__name__}, got {type(v).__name__}", f"fix {key} in {path}")
+    if check is not None:
+        try:
+            v = check(v)
+        except UsageError as err:
+            raise ConfigError(f"{_where(path, text, table, key)}: {err.message}", err.hint) from None
+    return v
+
+
+def _service(name: str, t: dict[str, Any], defaults: Defaults, path: Path, text: str, table: str) -> Service:
+    for k in t:
+        if k not in SERVICE_KEYS:
+            raise ConfigError(f"{_where(path, text, table, k)}: unknown key", f"allowed keys: {', '.join(sorted(SERVICE_KEYS))}")
+    for k in ("host", "user"):
+        if k not in t:
+            raise ConfigError(f"{_where(path, text, table, None)}: missing key {k!r}", f"add {k} = \"...\" to [{table}]")
+    host = _get(t, "host", str, path, text, table, check_host)
+    region = _get(t, "region", str, path, text, table, check_region) or infer_region(host) or defaults.region
+    if not region:
+        raise ConfigError(f"{_where(path, text, table, None)}: no region for host {host}", f"add region = \"us-east-1\" (or the right one) to [{table}]")
+    via = _get(t, "via", str, path, text, table, parse_via)
+    port = _get(t, "port", int, path, text, table, check_port)
+    return Service(
+        name=name,
+        host=host,
+        user=_get(t, "user", str, path, text, table, lambda v: check_text("user", v)),
+        region=region,
+        port=port or DEFAULT_PORT,
+        dbname=_get(t, "dbname", str, path, text, table, lambda v: check_text("dbname", v)),
+        profile=_get(t, "profile", str, path, text, table, check_profile) or defaults.profile,
+        via=via,
+        sslrootcert=_get(t, "sslrootcert", str, path, text, table, lambda v: check_path("sslrootcert", v)),
+        require_auth=bool(_get(t, "require_auth", bool, path, text, table)),
+        aws_credentials_file=_get(t, "aws_credentials_file", str, path, text, table, lambda v: check_path("aws_credentials_file", v)),
+    )
+
+
+def service_table(svc: Service, explicit_region: bool) -> dict[str, Any]:
+    """The TOML table for a service, with only the keys that say something."""
+    t: dict[str, Any] = {"host": svc.host, "port": svc.port, "user": svc.user}
+    if svc.dbname:
+        t["dbname"] = svc.dbname
+    if explicit_region:
+        t["region"] = svc.region
+    if svc.profile:
+        t["profile"] = svc.profile
+    if svc.via:
+        t["via"] = str(svc.via)
+    if svc.sslrootcert:
+        t["sslrootcert"] = svc.sslrootcert
+    if svc.require_auth:
+        t["require_auth"] = True
+    if svc.aws_credentials_file:
+        t["aws_credentials_file"] = svc.aws_credentials_file
+    return t
+
+
+def render_config(raw: dict[str, Any]) -> str:
+    """TOML text for a config dict (tomli-w)."""
+    import tomli_w
+
+    header = "# pgiam configuration: edit freely, or use `pgiam add` / `pgiam remove`.\n"
+    return header + tomli_w.dumps(raw)

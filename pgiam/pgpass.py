@@ -1,0 +1,87 @@
+"""Parse, render and merge ~/.pgpass text; pure str -> str, no disk.
+
+libpq's rules (FACTS.md): `host:port:database:user:password`, first matching
+line wins, `\\` escapes the next character in every field, `*` is a wildcard
+only as a whole field, `#` in column 0 starts a comment, no trimming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from pgiam import block
+
+BEGIN = "# BEGIN pgiam"
+END = "# END pgiam"
+BEGIN_LINE = (
+    "# BEGIN pgiam: IAM tokens managed by pgiam, rewritten on every refresh. "
+    "`pgiam remove NAME` drops a service; lines outside this block are yours."
+)
+END_LINE = "# END pgiam"
+
+
+class Key(NamedTuple):
+    """What libpq matches a token line on: the host name, the port it dials, the user."""
+
+    host: str
+    port: str
+    user: str
+
+
+def escape(field: str) -> str:
+    """Escape a field for ~/.pgpass: `\\` and `:` get a backslash (every RDS token holds a `:`)."""
+    return field.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def split_fields(line: str) -> list[str]:
+    """Split one ~/.pgpass line into its unescaped fields, the way libpq reads it."""
+    fields: list[str] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line):
+            cur.append(line[i + 1])
+            i += 2
+            continue
+        if ch == ":":
+            if len(fields) == 4:  # the password ends at the first unescaped `:`
+                break
+            fields.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    fields.append("".join(cur))
+    return fields
+
+
+def render_line(key: Key, token: str) -> str:
+    """One token line; the database is `*` because a token is not database-specific."""
+    return ":".join([escape(key.host), escape(key.port), "*", escape(key.user), escape(token)])
+
+
+def parse_tokens(text: str) -> dict[Key, str]:
+    """The tokens in pgiam's block, by key."""
+    lines = block.split(text, BEGIN, END).block or []
+    out: dict[Key, str] = {}
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        f = split_fields(line)
+        if len(f) == 5:
+            out.setdefault(Key(f[0], f[1], f[3]), f[4])
+    return out
+
+
+def merge(text: str, tokens: Mapping[Key, str]) -> str:
+    """`text` with pgiam's block replaced by exactly `tokens` (at the top); foreign bytes untouched."""
+    foreign = block.split(text, BEGIN, END).foreign
+    lines = [render_line(k, tokens[k]) for k in sorted(tokens)]
+    return block.join(lines, foreign, BEGIN_LINE, END_LINE)
+
+
+def foreign_text(text: str) -> str:
+    """Everything outside pgiam's block, exactly."""
+    return block.split(text, BEGIN, END).foreign

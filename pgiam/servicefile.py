@@ -1,0 +1,96 @@
+"""Parse, render and merge pg_service.conf text; pure str -> str, no disk.
+
+libpq's rules (FACTS.md): `[name]` (case-sensitive, text after `]` ignored),
+`key=value` split at the first `=` with no trimming, whole-line `#` comments,
+leading (and from 13, trailing) whitespace of a line stripped, an unknown key is
+a hard error, the first section of a name wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pgiam import block
+
+BEGIN = "# BEGIN pgiam"
+END = "# END pgiam"
+BEGIN_LINE = (
+    "# BEGIN pgiam: services managed by pgiam, rewritten from its config (see `pgiam list`). "
+    "`pgiam remove NAME` deletes one; sections outside this block are yours."
+)
+END_LINE = "# END pgiam"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section as libpq would see it: name, 1-based header line, and character span in the text."""
+
+    name: str
+    line: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One service pgiam writes: its name and ordered key=value pairs."""
+
+    name: str
+    keys: Sequence[tuple[str, str]]
+
+
+def render_section(entry: Entry) -> list[str]:
+    """The lines of one managed section, marked as pgiam's."""
+    lines = [f"# [{entry.name}] managed by pgiam: `pgiam remove {entry.name}` deletes it", f"[{entry.name}]"]
+    lines += [f"{k}={v}" for k, v in entry.keys]  # no spaces: libpq does not trim around `=`
+    return lines
+
+
+def foreign_sections(text: str) -> list[Section]:
+    """Every section header outside pgiam's block, with the span of its key lines."""
+    foreign = block.split(text, BEGIN, END).foreign
+    return _sections(foreign)
+
+
+def _sections(text: str) -> list[Section]:
+    out: list[Section] = []
+    pos = 0
+    current: tuple[str, int, int] | None = None
+    last_content_end = 0
+    for lineno, raw in enumerate(text.splitlines(keepends=True), start=1):
+        stripped = raw.strip()
+        if stripped.startswith("[") and "]" in stripped:
+            if current:
+                out.append(Section(current[0], current[1], current[2], last_content_end))
+            current = (stripped[1 : stripped.index("]")], lineno, pos)
+            last_content_end = pos + len(raw)
+        elif stripped and not stripped.startswith("#") and current:
+            last_content_end = pos + len(raw)
+        pos += len(raw)
+    if current:
+        out.append(Section(current[0], current[1], current[2], last_content_end))
+    return out
+
+
+def managed_names(text: str) -> list[str]:
+    """Names of the sections inside pgiam's block."""
+    lines = block.split(text, BEGIN, END).block or []
+    return [ln.strip()[1 : ln.strip().index("]")] for ln in lines if ln.strip().startswith("[") and "]" in ln]
+
+
+def merge(text: str, entries: Iterable[Entry], drop_foreign: Iterable[str] = ()) -> str:
+    """`text` with pgiam's block holding exactly `entries`; foreign sections named in `drop_foreign` removed."""
+    foreign = block.split(text, BEGIN, END).foreign
+    drop = set(drop_foreign)
+    if drop:
+        # Remove from the end so earlier spans stay valid; comments and blank lines around stay.
+        for sec in reversed(_sections(foreign)):
+            if sec.name in drop:
+                foreign = foreign[: sec.start] + foreign[sec.end :]
+    lines: list[str] = []
+    for i, entry in enumerate(entries):
+        if i:
+            lines.append("")
+        lines += render_section(entry)
+    return block.join(lines, foreign, BEGIN_LINE, END_LINE)
