@@ -19,24 +19,33 @@ class Split:
     foreign: str  # everything else, exactly as it was
 
 
+def lines(text: str) -> list[str]:
+    """Lines with their endings, split on `\n` only, as libpq's fgets does (str.splitlines also splits on \x1c, \x85...)."""
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
 def split(text: str, begin: str, end: str) -> Split:
     """Cut every well-formed block out of `text`; the first one is pgiam's."""
-    lines = text.splitlines(keepends=True)
+    all_lines = lines(text)
     foreign: list[str] = []
     block: list[str] | None = None
     i = 0
-    while i < len(lines):
-        if _is_marker(lines[i], begin):
+    while i < len(all_lines):
+        if _is_marker(all_lines[i], begin):
             j = i + 1
-            while j < len(lines) and not _is_marker(lines[j], end) and not _is_marker(lines[j], begin):
+            while j < len(all_lines) and not _is_marker(all_lines[j], end) and not _is_marker(all_lines[j], begin):
                 j += 1
-            if j < len(lines) and _is_marker(lines[j], end):
+            if j < len(all_lines) and _is_marker(all_lines[j], end):
                 if block is None:
-                    block = [ln.rstrip("\r\n") for ln in lines[i + 1 : j]]
+                    block = [ln.rstrip("\r\n") for ln in all_lines[i + 1 : j]]
                 i = j + 1
                 continue
         # A BEGIN without its END is not ours to interpret: keep it as foreign text.
-        foreign.append(lines[i])
+        foreign.append(all_lines[i])
         i += 1
     return Split(block, "".join(foreign))
 

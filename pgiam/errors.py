@@ -17,6 +17,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 6  # another pgiam holds the lock
     ENVIRONMENT = 7  # something outside pgiam is missing (PostgreSQL server, libpq too old, systemd...)
     NETWORK = 8  # a download failed or did not verify
+    BUG = 70  # an unexpected error (EX_SOFTWARE); --debug shows the traceback
     INTERRUPTED = 130
 
 

@@ -58,8 +58,8 @@ def _sections(text: str) -> list[Section]:
     pos = 0
     current: tuple[str, int, int] | None = None
     last_content_end = 0
-    for lineno, raw in enumerate(text.splitlines(keepends=True), start=1):
-        stripped = raw.strip()
+    for lineno, raw in enumerate(block.lines(text), start=1):
+        stripped = raw.strip(" \t\r\n\f\v")  # C isspace(), not Python's wider notion
         if stripped.startswith("[") and "]" in stripped:
             if current:
                 out.append(Section(current[0], current[1], current[2], last_content_end))
@@ -76,7 +76,8 @@ def _sections(text: str) -> list[Section]:
 def managed_names(text: str) -> list[str]:
     """Names of the sections inside pgiam's block."""
     lines = block.split(text, BEGIN, END).block or []
-    return [ln.strip()[1 : ln.strip().index("]")] for ln in lines if ln.strip().startswith("[") and "]" in ln]
+    stripped = [ln.strip(" \t\r\n\f\v") for ln in lines]
+    return [s[1 : s.index("]")] for s in stripped if s.startswith("[") and "]" in s]
 
 
 def merge(text: str, entries: Iterable[Entry], drop_foreign: Iterable[str] = ()) -> str:

@@ -1,0 +1,61 @@
+"""Shared fixtures: every test runs with HOME, XDG_*, PG* and AWS_* pointed at its own tmp dir."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+# Dummy static credentials: tokens are signed locally, no AWS account is involved.
+ACCESS_KEY = "AKIAPGIAMTESTEXAMPLE"
+SECRET_KEY = "pgiamTestSecretKey/ExampleOnly0123456789ab"
+
+SANDBOX_HOST = "db.cluster-abc123.us-west-2.rds.amazonaws.com"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in list(os.environ):
+        if var.startswith(("AWS_", "PG", "XDG_")) or var in ("PGIAM_LOCK_WAIT",):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / ".aws" / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / ".aws" / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home
+
+
+@pytest.fixture
+def home(isolated_env: Path) -> Path:
+    return isolated_env
+
+
+@pytest.fixture
+def run_cli():
+    """run_cli(argv) -> (code, stdout, stderr), through pgiam.cli.main."""
+    from pgiam.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(argv), stdout=out, stderr=err)
+        return code, out.getvalue(), err.getvalue()
+
+    return run
+
+
+@pytest.fixture
+def ca_file(home: Path) -> Path:
+    """Any existing file stands in for a CA bundle in unit tests (libpq is not involved)."""
+    p = home / "ca.pem"
+    p.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    return p

@@ -1,0 +1,150 @@
+"""~/.pgpass as pure text: escaping, parsing by libpq's rules, merging with foreign lines (issue 2)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pgiam import pgpass
+from pgiam.pgpass import Key
+
+TOKEN = "db.cluster-abc.us-west-2.rds.amazonaws.com:5432/?Action=connect&DBUser=alice&X-Amz-Signature=ab"
+
+
+def libpq_lookup(text: str, host: str, port: str, db: str, user: str) -> str | None:
+    """An independent transcription of libpq's passwordFromFile matching loop (fe-connect.c)."""
+    for raw in text.split("\n"):
+        raw = raw[:-1] if raw.endswith("\r") else raw  # libpq strips the trailing \n and \r
+        line = raw
+        if not line or line.startswith("#"):
+            continue
+        rest = line
+        ok = True
+        for want in (host, port, db, user):
+            # pwdfMatchesString: field equals `want` (with \ escapes) or is `*` followed by ':'
+            if rest.startswith("*:"):
+                rest = rest[2:]
+                continue
+            i = j = 0
+            matched = None
+            while i < len(rest):
+                c = rest[i]
+                if c == "\\" and i + 1 < len(rest):
+                    i += 1
+                    c = rest[i]
+                elif c == ":":
+                    matched = j == len(want)
+                    rest = rest[i + 1 :]
+                    break
+                if j >= len(want) or want[j] != c:
+                    matched = False
+                    break
+                i += 1
+                j += 1
+            if not matched:
+                ok = False
+                break
+        if not ok:
+            continue
+        # password: up to the first unescaped ':', backslashes removed
+        out = []
+        i = 0
+        while i < len(rest):
+            c = rest[i]
+            if c == ":":
+                break
+            if c == "\\" and i + 1 < len(rest):
+                i += 1
+                c = rest[i]
+            out.append(c)
+            i += 1
+        return "".join(out)
+    return None
+
+
+@pytest.mark.parametrize(
+    "field, escaped",
+    [
+        ("plain", "plain"),
+        ("a:b", "a\\:b"),
+        ("a\\b", "a\\\\b"),
+        ("o'neil x", "o'neil x"),
+        ("\\:", "\\\\\\:"),
+        ("*", "*"),
+    ],
+)
+def test_escape_table(field: str, escaped: str) -> None:
+    assert pgpass.escape(field) == escaped
+
+
+def test_token_line_is_read_back_by_libpq_rules() -> None:
+    key = Key("db.example.rds.amazonaws.com", "5432", "o'ne: \\il")
+    text = pgpass.merge("", {key: TOKEN})
+    assert libpq_lookup(text, key.host, "5432", "anydb", key.user) == TOKEN
+
+
+MERGE_CASES = [
+    # (name, foreign text)
+    ("empty", ""),
+    ("comment and line", "# mine\nlocalhost:5432:*:me:secret\n"),
+    ("crlf", "# mine\r\nlocalhost:5432:*:me:secret\r\n"),
+    ("no final newline", "localhost:5432:*:me:secret"),
+    ("escapes", "h\\:x:5432:*:u\\\\v:p\\:w\n"),
+    ("blank lines and spaces", "\n\n  spaced:1:*:x:y  \n\n"),
+    ("non-utf8 (decoded with surrogateescape)", b"h:1:*:u:\xff\xfe\n".decode("utf-8", "surrogateescape")),
+    ("looks like a marker but isn't", "#BEGIN pgiam\nx:1:*:y:z\n"),
+]
+
+
+@pytest.mark.parametrize("name, foreign", MERGE_CASES, ids=[c[0] for c in MERGE_CASES])
+def test_merge_keeps_foreign_text_and_is_idempotent(name: str, foreign: str) -> None:
+    key = Key("db.example.com", "5432", "alice")
+    once = pgpass.merge(foreign, {key: TOKEN})
+    assert once.endswith(foreign)
+    assert pgpass.foreign_text(once) == foreign
+    assert pgpass.merge(once, {key: TOKEN}) == once
+    assert pgpass.parse_tokens(once) == {key: TOKEN}
+    # our line comes first, so libpq picks it even when a foreign line matches too
+    assert once.split("\n")[1].startswith("db.example.com:5432:*:alice:")
+    # removing every token gives back the foreign text byte for byte
+    assert pgpass.merge(once, {}) == foreign
+
+
+def test_merge_replaces_token_and_keeps_other_keys() -> None:
+    a, b = Key("h1", "5432", "u"), Key("h2", "6432", "u")
+    text = pgpass.merge("x:1:*:y:z\n", {a: "old", b: "tb"})
+    text = pgpass.merge(text, {a: "new", b: "tb"})
+    assert pgpass.parse_tokens(text) == {a: "new", b: "tb"}
+    assert text.endswith("x:1:*:y:z\n")
+
+
+def test_unterminated_block_is_treated_as_foreign() -> None:
+    broken = "# BEGIN pgiam: half a block\nh:1:*:u:p\n"
+    merged = pgpass.merge(broken, {Key("h", "2", "u"): "t"})
+    assert merged.endswith(broken)
+    assert pgpass.parse_tokens(merged) == {Key("h", "2", "u"): "t"}
+
+
+fields = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), min_size=1, max_size=40)
+
+
+@given(host=fields, user=fields, token=fields)
+def test_escaping_round_trips_through_libpq_rules(host: str, user: str, token: str) -> None:
+    """Property: whatever the host, user and token, libpq reads back exactly our token."""
+    text = pgpass.merge("", {Key(host, "5432", user): token})
+    assert libpq_lookup(text, host, "5432", "db", user) == token
+    assert pgpass.parse_tokens(text) == {Key(host, "5432", user): token}
+
+
+foreign_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+
+@given(foreign=foreign_text, token=fields)
+def test_merge_property_foreign_preserved_idempotent(foreign: str, token: str) -> None:
+    if "# BEGIN pgiam" in foreign or "# END pgiam" in foreign:
+        return
+    k = Key("h", "5432", "u")
+    once = pgpass.merge(foreign, {k: token})
+    assert pgpass.foreign_text(once) == foreign
+    assert pgpass.merge(once, {k: token}) == once
