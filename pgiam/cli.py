@@ -476,16 +476,31 @@ def cmd_certs(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             state = "updated" if res.changed else "unchanged"
             out.print(f"{part}: {state} {res.path} ({res.ca_count} CAs, from {res.url})")
         return ExitCode.OK
-    in_use = {os.path.abspath(s.sslrootcert) for s in config.services.values() if s.sslrootcert and s.sslrootcert != "system"}
     from pathlib import Path
 
-    statuses = certs.status(paths, time.time(), {Path(p) for p in in_use})
-    problems = certs.status_problems(statuses)
+    in_use = {Path(s.sslrootcert) for s in config.services.values() if s.sslrootcert and s.sslrootcert != "system"}
+    statuses = certs.status(paths, time.time(), in_use)
+    # Strict: any expired CA in a bundle a service uses is reported (issue 5: "a CA in use has expired").
+    problems = certs.status_problems(statuses, strict=True)
     if args.json:
-        out.json([certs.status_as_dict(s) for s in statuses] if hasattr(certs, "status_as_dict") else [s.__dict__ for s in statuses])
+        out.json([{
+            "path": str(st.path), "partition": st.partition, "exists": st.exists, "in_use": st.in_use,
+            "ca_count": st.ca_count, "error": st.error,
+            "expiring": [{"subject": ca.subject, "not_after": ca.not_after_iso, "expired": ca.expired} for ca in st.expiring],
+        } for st in statuses])
+    elif not statuses:
+        out.print("no managed CA bundles yet: run `pgiam certs update`")
     else:
-        for line in certs.describe_statuses(statuses) if hasattr(certs, "describe_statuses") else [str(s) for s in statuses]:
-            out.print(line)
+        for st in statuses:
+            label = st.partition or "not managed"
+            use = ", in use" if st.in_use else ""
+            if not st.exists:
+                out.print(f"{st.path} ({label}{use}): missing")
+                continue
+            out.print(f"{st.path} ({label}{use}): {st.ca_count} CAs" + (f", invalid: {st.error}" if st.error else ""))
+            for ca in st.expiring:
+                verb = "expired" if ca.expired else "expires"
+                out.print(f"  {ca.subject}: {verb} {ca.not_after_iso}")
     for p in problems:
         out.note(p)
     return ExitCode.CONFIG if problems else ExitCode.OK
