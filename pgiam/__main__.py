@@ -1,5 +1,5 @@
 """`python -m pgiam`."""
 
-from pgiam.cli import main_exit
+from pgiam.entry import main
 
-main_exit()
+main()

@@ -545,7 +545,3 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         out.note(f"unexpected error ({type(exc).__name__}); this is a bug in pgiam")
         print("hint: run the command again with --debug and report the traceback", file=out.stderr)
         return int(ExitCode.BUG)
-
-
-def main_exit() -> None:
-    sys.exit(main())
