@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ DEFAULT_PORT = 5432
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+-]*$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-_PROFILE_RE = re.compile(r"^[^\x00-\x20\x7f\[\]]+$")
+_PROFILE_RE = re.compile(r"^[^\x00-\x20\x7f-\x9f\[\]]+$")
+_SCOPE_RE = re.compile(r"[A-Za-z0-9_.-]+")  # an IPv6 zone id: an interface name or number
 
 SERVICE_KEYS = {
     "host", "port", "user", "dbname", "region", "profile", "via", "sslrootcert", "require_auth",
@@ -92,8 +94,13 @@ class Config:
 # ---------------------------------------------------------------- validation (shared with the CLI)
 
 
+def _is_control(c: str) -> bool:
+    """C0, DEL and C1 controls, and the Unicode line/paragraph separators (issue 7: no hidden line breaks)."""
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp")
+
+
 def _no_control(what: str, value: str) -> None:
-    bad = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    bad = next((c for c in value if _is_control(c)), None)
     if bad is not None:
         raise UsageError(
             f"{what} {value!r} contains the control character {bad!r}",
@@ -103,7 +110,7 @@ def _no_control(what: str, value: str) -> None:
 
 def check_name(name: str) -> str:
     """A service name libpq can look up: no `]`, `=`, `#`, whitespace or control characters."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid service name {name!r}",
             "use letters, digits and . _ - @ + only (libpq looks the name up as `[name]`)",
@@ -113,10 +120,12 @@ def check_name(name: str) -> str:
 
 def check_host(host: str) -> str:
     _no_control("host", host)
-    if _HOST_RE.match(host):
+    if _HOST_RE.fullmatch(host):
         return host
     try:
         ipaddress.ip_address(host)
+        if not _SCOPE_RE.fullmatch(host.partition("%")[2] or "x"):
+            raise ValueError(host)  # ipaddress takes any scope id, even "a]b=c#d"
         return host
     except ValueError:
         raise UsageError(f"invalid host {host!r}", "give the endpoint's DNS name, e.g. db.cluster-abc.us-east-1.rds.amazonaws.com") from None
@@ -145,13 +154,13 @@ def check_port(port: Any, what: str = "port") -> int:
 
 
 def check_region(region: str) -> str:
-    if not _REGION_RE.match(region):
+    if not _REGION_RE.fullmatch(region):
         raise UsageError(f"invalid region {region!r}", "give an AWS region such as us-east-1")
     return region
 
 
 def check_profile(profile: str) -> str:
-    if not _PROFILE_RE.match(profile):
+    if not _PROFILE_RE.fullmatch(profile):
         raise UsageError(f"invalid AWS profile {profile!r}", "give a profile name from ~/.aws/config")
     return profile
 
@@ -179,6 +188,8 @@ def parse_via(value: str) -> Via:
         addr = "127.0.0.1"
     try:
         addr = str(ipaddress.ip_address(addr))
+        if not _SCOPE_RE.fullmatch(addr.partition("%")[2] or "x"):
+            raise ValueError(addr)
     except ValueError:
         raise UsageError(
             f"invalid via address {addr!r}",
@@ -222,10 +233,24 @@ def _line_of(text: str, table: str, key: str | None) -> int | None:
     return None
 
 
+def _top_where(path: Path, text: str, key: str) -> str:
+    """`file:line` of a top-level key or table header (`key = ...`, `[key]`, `[key.sub]`)."""
+    for n, line in enumerate(text.split("\n"), start=1):
+        s = line.strip()
+        if re.match(rf"^\[?\s*\"?{re.escape(key)}\"?\s*[=\].]", s):
+            return f"{path}:{n}"
+    return str(path)
+
+
 def _where(path: Path, text: str, table: str, key: str | None) -> str:
     line = _line_of(text, table, key)
     loc = f"{path}:{line}" if line else str(path)
-    return f"{loc}: [{table}]" + (f" {key}" if key else "")
+    return f"{loc}: [{_show(table)}]" + (f" {_show(key)}" if key else "")
+
+
+def _show(s: str) -> str:
+    """A name as it can be printed on one line (a quoted TOML key may hold a newline)."""
+    return s if s.isprintable() else repr(s)[1:-1]
 
 
 def parse_config(text: str, path: Path) -> Config:
@@ -238,10 +263,10 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {err}", f"fix the syntax in {path}") from None
     for top in raw:
         if top not in ("defaults", "services"):
-            raise ConfigError(f"{path}: unknown table or key {top!r}", "only [defaults] and [services.NAME] are allowed")
+            raise ConfigError(f"{_top_where(path, text, top)}: unknown table or key {top!r}", "only [defaults] and [services.NAME] are allowed")
     d = raw.get("defaults", {})
     if not isinstance(d, dict):
-        raise ConfigError(f"{path}: `defaults` must be a table", "write it as [defaults]")
+        raise ConfigError(f"{_top_where(path, text, 'defaults')}: `defaults` must be a table", "write it as [defaults]")
     for k in d:
         if k not in DEFAULT_KEYS:
             raise ConfigError(f"{_where(path, text, 'defaults', k)}: unknown key", f"allowed keys: {', '.join(sorted(DEFAULT_KEYS))}")
@@ -252,7 +277,7 @@ def parse_config(text: str, path: Path) -> Config:
     )
     svcs = raw.get("services", {})
     if not isinstance(svcs, dict):
-        raise ConfigError(f"{path}: `services` must be tables", "write each as [services.NAME]")
+        raise ConfigError(f"{_top_where(path, text, 'services')}: `services` must be tables", "write each as [services.NAME]")
     services: dict[str, Service] = {}
     for name, t in svcs.items():
         table = f"services.{name}"
@@ -261,7 +286,7 @@ def parse_config(text: str, path: Path) -> Config:
         except UsageError as err:
             raise ConfigError(f"{_where(path, text, table, None)}: {err.message}", err.hint) from None
         if not isinstance(t, dict):
-            raise ConfigError(f"{path}: services.{name} must be a table", f"write it as [services.{name}]")
+            raise ConfigError(f"{_where(path, text, 'services', name)}: services.{name} must be a table", f"write it as [services.{name}]")
         services[name] = _service(name, t, defaults, path, text, table)
     return Config(path=path, defaults=defaults, services=services, raw=raw)
 

@@ -50,14 +50,27 @@ def ensure_private_dir(path: Path) -> None:
 def read_bytes(path: Path) -> bytes | None:
     """The file's bytes, or None when it does not exist. Never creates anything."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        # O_NONBLOCK: opening a FIFO put where the file should be must not hang pgiam (issue 7).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise FileError(f"{path} is a directory, not a file", f"move {path} out of the way") from None
     except OSError as err:
         raise FileError(f"cannot read {path}: {err.strerror}", f"check the permissions of {path} (ls -l {path})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise FileError(f"{path} is a directory, not a file", f"move {path} out of the way")
+        if not stat.S_ISREG(st.st_mode):
+            raise FileError(f"{path} is not a regular file; pgiam will not use it", f"move {path} out of the way")
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError as err:
+        raise FileError(f"cannot read {path}: {err.strerror}", f"check the permissions of {path} (ls -l {path})") from None
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:

@@ -57,9 +57,17 @@ def split_fields(line: str) -> list[str]:
     return fields
 
 
+def _literal(field: str) -> str:
+    """A key field that libpq compares literally: a whole-field `*` would be a wildcard, so write `\\*`."""
+    return "\\*" if field == "*" else escape(field)
+
+
 def render_line(key: Key, token: str) -> str:
     """One token line; the database is `*` because a token is not database-specific."""
-    return ":".join([escape(key.host), escape(key.port), "*", escape(key.user), escape(token)])
+    host = _literal(key.host)
+    if host.startswith("#"):
+        host = "\\" + host  # only `#` in column 0 starts a comment; `\\#` still matches "#"
+    return ":".join([host, _literal(key.port), "*", _literal(key.user), escape(token)])
 
 
 def parse_tokens(text: str) -> dict[Key, str]:

@@ -20,6 +20,14 @@ BEGIN_LINE = (
     "`pgiam remove NAME` deletes one; sections outside this block are yours."
 )
 END_LINE = "# END pgiam"
+# libpq ends a section only at the next `[` line, so lines the user keeps above their first section would
+# be read as part of pgiam's last one (an unknown key there fails it). This header closes the block then.
+GUARD_NAME = "pgiam:end"
+GUARD_LINES = [
+    "# keeps your lines below out of the services above (libpq reads a section up to the next [header])",
+    f"[{GUARD_NAME}]",
+]
+OLD_LINE_MAX = 253  # libpq 13 refuses longer lines read while looking for a section (FACTS.md)
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,20 @@ def managed_names(text: str) -> list[str]:
     """Names of the sections inside pgiam's block."""
     lines = block.split(text, BEGIN, END).block or []
     stripped = [ln.strip(" \t\r\n\f\v") for ln in lines]
-    return [s[1 : s.index("]")] for s in stripped if s.startswith("[") and "]" in s]
+    names = [s[1 : s.index("]")] for s in stripped if s.startswith("[") and "]" in s]
+    return [n for n in names if n != GUARD_NAME]
+
+
+def _needs_guard(foreign: str) -> bool:
+    """Would libpq read any of the user's lines above their first section as part of ours?"""
+    for raw in block.lines(foreign):
+        body = raw.rstrip("\r\n")
+        s = body.strip(" \t\r\n\f\v")
+        if s.startswith("["):
+            return False
+        if (s and not s.startswith("#")) or len(body) > OLD_LINE_MAX:
+            return True
+    return False
 
 
 def merge(text: str, entries: Iterable[Entry], drop_foreign: Iterable[str] = ()) -> str:
@@ -94,4 +115,6 @@ def merge(text: str, entries: Iterable[Entry], drop_foreign: Iterable[str] = ())
         if i:
             lines.append("")
         lines += render_section(entry)
+    if lines and _needs_guard(foreign):
+        lines += ["", *GUARD_LINES]
     return block.join(lines, foreign, BEGIN_LINE, END_LINE)

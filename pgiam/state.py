@@ -28,9 +28,23 @@ def parse_state(data: bytes | None) -> dict[str, ServiceState]:
         return {}
     try:
         raw = json.loads(data)
-        return {name: ServiceState(**entry) for name, entry in raw.get("services", {}).items()}
-    except (ValueError, TypeError, AttributeError):
+        states = {name: ServiceState(**entry) for name, entry in raw.get("services", {}).items()}
+    except (ValueError, TypeError, AttributeError, RecursionError):
         return {}
+    # A hand-edited or damaged file with `"expires": "soon"` must not crash the prompt hook later.
+    if all(_well_typed(s) for s in states.values()):
+        return states
+    return {}
+
+
+def _well_typed(s: ServiceState) -> bool:
+    def num(v: object) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+    def txt(v: object) -> bool:
+        return v is None or isinstance(v, str)
+
+    return isinstance(s.key, str) and num(s.minted) and num(s.expires) and num(s.failed_at) and txt(s.error) and txt(s.hint)
 
 
 def render_state(states: dict[str, ServiceState]) -> bytes:

@@ -1,0 +1,135 @@
+"""Helpers for issue 7's reliability suite: pgiam in real subprocesses, real files, real tools.
+
+Every pgiam here runs as `python3 -m pgiam ...` with PYTHONPATH=PGIAM_SRC (default: this checkout) and an
+environment built from scratch: HOME, XDG_*, AWS_* under the test's tmp dir, dummy static AWS keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = os.environ.get("PGIAM_SRC", str(Path(__file__).resolve().parents[2]))
+ACCESS_KEY = "AKIARELIABILITYTEST7"
+SECRET_KEY = "reliabilitySecretKey/DoNotLeak+0123456789"
+HOSTS = [
+    "db1.cluster-abc.us-west-2.rds.amazonaws.com",
+    "db2.cluster-abc.us-west-2.rds.amazonaws.com",
+    "db3.cluster-abc.eu-west-1.rds.amazonaws.com",
+]
+
+# Bytes a user already had: comments, CRLF, an escaped colon, non-UTF-8, a 10 kB line, no final newline.
+FOREIGN_PGPASS = (
+    b"# my passwords\r\nlocalhost:5432:*:me:s\\:ecret\r\n"
+    + b"long:1:*:u:" + b"x" * 10_000 + b"\n"
+    + b"other:1:*:x:\xff\xfe\x80"
+)
+FOREIGN_SERVICE = (
+    b"# my services\r\n[local]\r\nhost=localhost\r\n\n  [odd]  spaced\nport= 5\n"
+    b"[local]\nhost=duplicate-section-first-wins-is-libpq's-rule\n"
+    b"# \xe9t\xe9 latin-1 comment " + b"y" * 10_000 + b"\n[broken"
+)
+
+
+def need(tool: str) -> str:
+    """The tool's path; a missing tool fails the test unless PGIAM_ALLOW_SKIP_E2E=1."""
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
+            pytest.skip(f"{tool} not installed (PGIAM_ALLOW_SKIP_E2E=1)")
+        pytest.fail(f"{tool} is not installed; the reliability suite needs it")
+    return path
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
+            pytest.skip("needs root for mounts (PGIAM_ALLOW_SKIP_E2E=1)")
+        pytest.fail("this fault test needs root (tmpfs and bind mounts)")
+
+
+def pgiam_env(home: Path, **extra: str) -> dict[str, str]:
+    """A from-scratch environment for one pgiam user living in `home`."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": SRC,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_CONFIG_FILE": str(home / ".aws" / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / ".aws" / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "TMPDIR": "/tmp",
+    }
+    env.update(extra)
+    return env
+
+
+def pgiam_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pgiam", *args]
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python3 -m pgiam ARGS` to completion; output as text (non-UTF-8 shown with escapes)."""
+    return subprocess.run(
+        pgiam_argv(*args), env=env, capture_output=True, text=True, errors="backslashreplace",
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def add_args(name: str, host: str, user: str, ca: Path, *extra: str) -> list[str]:
+    return ["add", name, "--host", host, "--user", user, "--sslrootcert", str(ca), *extra]
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, bytes | None]]:
+    """Every entry under `root`: kind, mode and (for files) bytes. pgiam's lock file is left out: it
+    holds the pid of the last process that took the lock, which is how a waiting pgiam names the holder."""
+    out: dict[str, tuple[str, int, bytes | None]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if rel.endswith("pgiam/lock"):
+                continue
+            st = os.lstat(p)
+            kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+            data = p.read_bytes() if kind == "file" else None
+            out[rel] = (kind, stat.S_IMODE(st.st_mode), data)
+    return out
+
+
+def assert_one_error(stderr: str, code: int, expected: int) -> None:
+    """A documented failure: exit code, a `pgiam: ...` line and a `hint: ...` line, no traceback."""
+    assert code == expected, (code, stderr)
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert lines and lines[0].startswith("pgiam: "), stderr
+    assert any(ln.startswith("hint: ") for ln in lines), stderr
+    assert len(lines) == 2, stderr
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Path:
+    """Any file stands in for a CA bundle when nothing connects."""
+    p = tmp_path / "ca.pem"
+    p.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    return p
