@@ -31,7 +31,18 @@ def _profile_label(svc: Service) -> str:
     return svc.profile or os.environ.get("AWS_PROFILE") or "default"
 
 
+_SESSIONS: dict[tuple[str | None, str | None], object] = {}
+
+
 def _session(svc: Service):  # -> botocore.session.Session
+    """One botocore session per (profile, credentials file) per process: 100 services cost about one."""
+    key = (svc.profile, svc.aws_credentials_file)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = _new_session(svc)
+    return _SESSIONS[key]
+
+
+def _new_session(svc: Service):  # -> botocore.session.Session
     import botocore.credentials
     import botocore.session
 
