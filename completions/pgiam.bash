@@ -1,0 +1,138 @@
+# bash completion for pgiam(1)                             -*- shell-script -*-
+#
+# Source this file from ~/.bashrc, or copy it to
+# ~/.local/share/bash-completion/completions/pgiam. Plain bash 4+ is enough:
+# the bash-completion package's _init_completion is used only when it is loaded.
+# Service names come from `pgiam list --names`, which reads config.toml only
+# (no AWS, no token), so completing them stays fast.
+# tests/unit/test_docs_drift.py checks that every subcommand and option of the
+# parser appears here; tests/e2e/test_completions.py runs this file in bash.
+
+_pgiam_services() {
+    command pgiam list --names 2>/dev/null
+}
+
+# _pgiam_offer WORD... : COMPREPLY = the words that start with $cur.
+_pgiam_offer() {
+    local w
+    COMPREPLY=()
+    for w in "$@"; do
+        [[ $w == "$cur"* ]] && COMPREPLY+=("$w")
+    done
+}
+
+_pgiam() {
+    local cur prev words cword split=false
+    if declare -F _init_completion >/dev/null 2>&1; then
+        _init_completion -s || return
+    else
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD - 1]}
+        # Plain bash splits `--opt=value` at the `=` (it is in COMP_WORDBREAKS).
+        if [[ $cur == = ]]; then
+            cur=
+            split=true
+        elif [[ $prev == = ]]; then
+            prev=${COMP_WORDS[COMP_CWORD - 2]}
+            split=true
+        fi
+    fi
+
+    # The value of an option that takes one.
+    case $prev in
+        --sslrootcert)
+            compopt -o filenames 2>/dev/null
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+            return
+            ;;
+        --partition)
+            _pgiam_offer aws aws-us-gov aws-cn
+            return
+            ;;
+        --every)
+            _pgiam_offer 1m 5m 10m 15m 30m 60m  # whole minutes, 1m to 60m
+            return
+            ;;
+        --host | --port | --user | --dbname | --region | --profile | --via | --url)
+            COMPREPLY=()
+            return
+            ;;
+    esac
+    $split && return
+
+    # The positional words typed so far: command, action, names.
+    local -a pos=()
+    local i w
+    for ((i = 1; i < cword; i++)); do
+        w=${words[i]}
+        case $w in
+            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition)
+                ((i++))
+                [[ ${words[i]-} == = ]] && ((i++))
+                ;;
+            -* | =) ;;
+            *) pos+=("$w") ;;
+        esac
+    done
+
+    local cmd=${pos[0]-} action=${pos[1]-}
+    local -a opts=() args=()
+    if [[ -z $cmd ]]; then
+        opts=(--debug --version --help -h)
+        args=(add remove list status refresh token sandbox hook timer certs)
+    else
+        opts=(--help -h)
+        case $cmd in
+            add) opts+=(--host --port --user --dbname --region --profile --via --sslrootcert
+                        --require-auth --replace --no-refresh) ;;
+            remove | token) ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services) ;;
+            list) opts+=(--json --names) ;;
+            status) opts+=(--json) ;;
+            refresh)
+                opts+=(--if-needed --quiet --json)
+                local name
+                while IFS= read -r name; do
+                    # Offer each service once.
+                    [[ " ${pos[*]:1} " == *" $name "* ]] || args+=("$name")
+                done < <(_pgiam_services)
+                ;;
+            hook) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
+            sandbox)
+                case $action in
+                    '') args=(up down status) ;;
+                    up) opts+=(--port) ;;
+                esac
+                ;;
+            timer)
+                case $action in
+                    '') args=(install remove status) ;;
+                    install) opts+=(--systemd --cron --every --no-enable) ;;
+                    remove) opts+=(--systemd --cron) ;;
+                esac
+                ;;
+            certs)
+                case $action in
+                    '') args=(update status) ;;
+                    update) opts+=(--url --partition) ;;
+                    status) opts+=(--json) ;;
+                esac
+                ;;
+        esac
+    fi
+
+    if [[ $cur == -* || ${#args[@]} -eq 0 ]]; then
+        # Options not given yet (also when no word fits here); --systemd and --cron exclude each other.
+        local o given=" ${words[*]:1:cword-1} "
+        args=()
+        for o in "${opts[@]}"; do
+            [[ $given == *" $o "* || $given == *" $o="* ]] && continue
+            [[ $o == --systemd || $o == --cron ]] && [[ $given == *" --systemd "* || $given == *" --cron "* ]] && continue
+            args+=("$o")
+        done
+    fi
+    _pgiam_offer "${args[@]}"
+}
+
+complete -F _pgiam pgiam

@@ -1,0 +1,118 @@
+# fish completion for pgiam(1).
+#
+# Copy this file to ~/.config/fish/completions/pgiam.fish.
+# Service names come from `pgiam list --names`, which reads config.toml only.
+# tests/unit/test_docs_drift.py checks that every subcommand and option of the
+# parser appears here; tests/e2e/test_completions.py runs it in fish.
+
+function __pgiam_args --description 'the positional words before the cursor: command, action, names'
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l skip 0
+    for t in $tokens
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        switch $t
+            case --host --port --user --dbname --region --profile --via --sslrootcert --every --url --partition
+                set skip 1
+            case '-*'
+            case '*'
+                printf '%s\n' $t
+        end
+    end
+end
+
+function __pgiam_at --description 'true when the positional words so far are exactly the arguments'
+    set -l args (__pgiam_args)
+    test (count $args) -eq (count $argv); or return 1
+    for i in (seq (count $argv))
+        test "$args[$i]" = "$argv[$i]"; or return 1
+    end
+end
+
+function __pgiam_in --description 'true when the positional words so far start with the arguments'
+    set -l args (__pgiam_args)
+    test (count $args) -ge (count $argv); or return 1
+    for i in (seq (count $argv))
+        test "$args[$i]" = "$argv[$i]"; or return 1
+    end
+end
+
+function __pgiam_services --description 'configured service names not typed yet'
+    set -l typed (__pgiam_args)
+    for name in (command pgiam list --names 2>/dev/null)
+        contains -- $name $typed; or printf '%s\n' $name
+    end
+end
+
+complete -c pgiam -f
+complete -c pgiam -s h -l help -d 'show help and exit'
+
+# Global options and the commands.
+complete -c pgiam -n __pgiam_at -l version -d 'show the version and exit'
+complete -c pgiam -n __pgiam_at -l debug -d 'show tracebacks for unexpected errors'
+complete -c pgiam -n __pgiam_at -a add -d 'add a service: config, service-file entry and a fresh token'
+complete -c pgiam -n __pgiam_at -a remove -d 'remove a service and its token line'
+complete -c pgiam -n __pgiam_at -a list -d 'list configured services'
+complete -c pgiam -n __pgiam_at -a status -d 'token expiry and last error per service'
+complete -c pgiam -n __pgiam_at -a refresh -d 'mint fresh tokens into ~/.pgpass'
+complete -c pgiam -n __pgiam_at -a token -d 'print a fresh token on stdout'
+complete -c pgiam -n __pgiam_at -a sandbox -d 'a local PostgreSQL that checks IAM tokens like RDS'
+complete -c pgiam -n __pgiam_at -a hook -d 'print a prompt hook that keeps tokens fresh'
+complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user timer or cron'
+complete -c pgiam -n __pgiam_at -a certs -d 'manage the Amazon RDS CA bundles'
+
+# add NAME --host HOST --user USER [options]
+complete -c pgiam -n '__pgiam_in add' -l host -x -d 'the endpoint DNS name'
+complete -c pgiam -n '__pgiam_in add' -l port -x -d 'the endpoint port (default 5432)'
+complete -c pgiam -n '__pgiam_in add' -l user -x -d 'database user (granted rds_iam)'
+complete -c pgiam -n '__pgiam_in add' -l dbname -x -d 'database name'
+complete -c pgiam -n '__pgiam_in add' -l region -x -d 'AWS region'
+complete -c pgiam -n '__pgiam_in add' -l profile -x -d 'AWS profile that signs the tokens'
+complete -c pgiam -n '__pgiam_in add' -l via -x -d 'connect through a tunnel at ADDR:PORT'
+complete -c pgiam -n '__pgiam_in add' -l sslrootcert -r -F -d 'CA file to verify the server'
+complete -c pgiam -n '__pgiam_in add' -l require-auth -d 'libpq 16+: send the token only to a password-asking server'
+complete -c pgiam -n '__pgiam_in add' -l replace -d 'replace an existing service or take over its section'
+complete -c pgiam -n '__pgiam_in add' -l no-refresh -d 'do not mint a token now'
+
+# remove NAME, token NAME, refresh [NAME...]
+complete -c pgiam -n '__pgiam_at remove' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_at token' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in refresh' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in refresh' -l if-needed -d 'only tokens within the renewal margin'
+complete -c pgiam -n '__pgiam_in refresh' -l quiet -d 'print nothing on success'
+complete -c pgiam -n '__pgiam_in refresh' -l json -d 'machine-readable output'
+
+# list, status
+complete -c pgiam -n '__pgiam_in list' -l json -d 'machine-readable output'
+complete -c pgiam -n '__pgiam_in list' -l names -d 'service names only, one per line'
+complete -c pgiam -n '__pgiam_in status' -l json -d 'machine-readable output'
+
+# hook SHELL
+complete -c pgiam -n '__pgiam_at hook' -a 'bash zsh fish' -d 'shell'
+
+# sandbox up|down|status
+complete -c pgiam -n '__pgiam_at sandbox' -a up -d 'start the sandbox and add the sandbox service'
+complete -c pgiam -n '__pgiam_at sandbox' -a down -d 'stop the sandbox and remove the sandbox service'
+complete -c pgiam -n '__pgiam_at sandbox' -a status -d 'what runs where'
+complete -c pgiam -n '__pgiam_in sandbox up' -l port -x -d 'local TCP port for PostgreSQL'
+
+# timer install|remove|status
+complete -c pgiam -n '__pgiam_at timer' -a install -d 'install the timer (systemd when reachable, else cron)'
+complete -c pgiam -n '__pgiam_at timer' -a remove -d 'remove the timer'
+complete -c pgiam -n '__pgiam_at timer' -a status -d 'is a timer installed, and is it active'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l cron' -l systemd -d 'a systemd user timer'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l systemd' -l cron -d 'a line in your crontab'
+complete -c pgiam -n '__pgiam_in timer install' -l every -x -a '1m 5m 10m 15m 30m 60m' -d 'how often (default 5m, 1m to 60m)'
+complete -c pgiam -n '__pgiam_in timer install' -l no-enable -d 'write the units but do not enable them'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l cron' -l systemd -d 'only the systemd units'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd' -l cron -d 'only the crontab line'
+
+# certs update|status
+complete -c pgiam -n '__pgiam_at certs' -a update -d 'download the RDS CA bundle(s) over verified HTTPS'
+complete -c pgiam -n '__pgiam_at certs' -a status -d 'managed bundles, CA counts and expiring CAs'
+complete -c pgiam -n '__pgiam_in certs update' -l url -x -d 'download the bundle from this https URL'
+complete -c pgiam -n '__pgiam_in certs update' -l partition -x -a 'aws aws-us-gov aws-cn' -d 'which partition'
+complete -c pgiam -n '__pgiam_in certs status' -l json -d 'machine-readable output'

@@ -1,0 +1,211 @@
+"""The man page and the shell completions cover the real parser, and the man page lints clean (issue 6).
+
+Everything here is derived from `pgiam.cli.build_parser()`, `ExitCode` and `Paths`: adding a
+subcommand, an option or an exit code without documenting it fails a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pgiam.cli import build_parser
+from pgiam.errors import ExitCode
+from pgiam.paths import Paths
+
+ROOT = Path(__file__).resolve().parents[2]
+MAN = ROOT / "man" / "pgiam.1"
+BASH = ROOT / "completions" / "pgiam.bash"
+ZSH = ROOT / "completions" / "_pgiam"
+FISH = ROOT / "completions" / "pgiam.fish"
+COMPLETIONS = (BASH, ZSH, FISH)
+ALLOW_SKIP = os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1"
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """(words, parser) for the top parser and every nested subparser: (), ("add",), ("timer", "install")..."""
+    yield path, parser
+    # argparse has no public API to list subparsers; _actions is stable since Python 3.2.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from walk(sub, path + (name,))
+
+
+def long_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The parser's own long options, --help included."""
+    return {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+
+
+PARSERS = dict(walk(build_parser()))
+COMMANDS = sorted(p for p in PARSERS if len(p) == 1)
+ACTIONS = sorted(p for p in PARSERS if len(p) == 2)
+OPTIONS = sorted((path, opt) for path, parser in PARSERS.items() for opt in long_options(parser))
+
+
+def test_the_walk_sees_nested_subparsers() -> None:
+    """Guards the walker itself: a silent empty walk would make every other test pass."""
+    assert ("add",) in PARSERS and ("timer", "install") in PARSERS and ("certs", "update") in PARSERS
+    assert "--no-enable" in long_options(PARSERS[("timer", "install")])
+    assert len(COMMANDS) >= 10 and len(ACTIONS) >= 8
+
+
+# ---------------------------------------------------------------- the man page
+
+
+def man_text() -> str:
+    """The page's source with roff's escaped hyphens and quotes made plain."""
+    return MAN.read_text().replace("\\-", "-").replace("\\(aq", "'")
+
+
+def man_section(name: str) -> str:
+    """The text of one .SH section."""
+    text = man_text()
+    m = re.search(rf"^\.SH \"?{re.escape(name)}\"?\n(.*?)(?=^\.SH |\Z)", text, re.M | re.S)
+    assert m, f"man page has no {name} section"
+    return m.group(1)
+
+
+def man_subsection(command: str) -> str:
+    """The COMMANDS subsection `.SS "pgiam COMMAND ..."`."""
+    text = man_section("COMMANDS")
+    m = re.search(rf"^\.SS \"pgiam {re.escape(command)}\b.*?\n(.*?)(?=^\.SS |\Z)", text, re.M | re.S)
+    assert m, f"COMMANDS has no .SS \"pgiam {command} ...\" subsection"
+    return m.group(0)
+
+
+def has_word(text: str, word: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
+
+
+@pytest.mark.parametrize("section", ["NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "SHELL SETUP", "FILES",
+                                     "ENVIRONMENT", "EXIT STATUS", "EXAMPLES", "SEE ALSO"])
+def test_man_has_section(section: str) -> None:
+    assert man_section(section).strip()
+
+
+@pytest.mark.parametrize("path", COMMANDS + ACTIONS, ids=" ".join)
+def test_man_documents_command(path: tuple[str, ...]) -> None:
+    synopsis = man_section("SYNOPSIS")
+    assert has_word(synopsis, path[0]), f"SYNOPSIS lacks `{path[0]}`"
+    assert has_word(synopsis, path[-1]), f"SYNOPSIS lacks `{' '.join(path)}`"
+    assert has_word(man_subsection(path[0]), path[-1]), f"COMMANDS lacks `pgiam {' '.join(path)}`"
+
+
+@pytest.mark.parametrize(("path", "option"), OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_man_documents_option(path: tuple[str, ...], option: str) -> None:
+    """Each option is in its own command's subsection (global ones under Global options)."""
+    if not path:
+        where = man_section("COMMANDS").split(".SS \"pgiam", 1)[0]
+    else:
+        where = man_subsection(path[0])
+    if option == "--help" and path:
+        where = man_section("COMMANDS")  # said once: "every command accepts it too"
+    assert has_word(where, option), f"man page lacks {option} for `pgiam {' '.join(path)}`"
+
+
+def test_man_exit_status_lists_every_exit_code() -> None:
+    listed = {int(n) for n in re.findall(r"^\.TP\n\.B (\d+)$", man_section("EXIT STATUS"), re.M)}
+    codes = {int(c) for c in ExitCode}
+    assert listed == codes, f"EXIT STATUS lacks {sorted(codes - listed)}, or lists unknown {sorted(listed - codes)}"
+
+
+def test_man_files_lists_every_pgiam_path() -> None:
+    p = Paths(config_file=Path("/C/pgiam/config.toml"), state_dir=Path("/S/pgiam"), data_dir=Path("/D/pgiam"),
+              pgpass=Path("/H/.pgpass"), service_file=Path("/H/.pg_service.conf"), home=Path("/H"))
+    files = man_section("FILES")
+    for path in (p.config_file, p.state_file, p.next_due_file, p.notice_file, p.lock_file, p.sandbox_dir,
+                 p.certs_dir, p.pgpass, p.service_file):
+        assert path.name in files, f"FILES lacks {path.name}"
+    assert "$XDG_CONFIG_HOME/systemd/user/pgiam-refresh.service" in files
+    assert "crontab" in files
+
+
+def test_man_environment_lists_every_pgiam_variable() -> None:
+    """Each PGIAM_* variable the code reads, and the ones the brief promises, are documented."""
+    env = man_section("ENVIRONMENT")
+    read = set()
+    for src in (ROOT / "pgiam").rglob("*.py"):
+        read |= set(re.findall(r"\bPGIAM_[A-Z_]+\b", src.read_text()))
+    read.discard("PGIAM_ALLOW_SKIP_E2E")  # tests only
+    promised = {"PGSERVICEFILE", "PGPASSFILE", "AWS_PROFILE", "AWS_REGION", "AWS_CONFIG_FILE",
+                "AWS_SHARED_CREDENTIALS_FILE", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME",
+                "SSL_CERT_FILE", "NO_COLOR"}
+    missing = sorted(v for v in read | promised if not has_word(env, v))
+    assert not missing, f"ENVIRONMENT lacks {missing}"
+
+
+def test_man_shell_setup_matches_the_hook_usage() -> None:
+    setup = man_section("SHELL SETUP")
+    for line in ('eval "$(pgiam hook bash)"', 'eval "$(pgiam hook zsh)"', "pgiam hook fish | source"):
+        assert line in setup
+
+
+def need(tool: str) -> str:
+    found = shutil.which(tool)
+    if found:
+        return found
+    if ALLOW_SKIP:
+        pytest.skip(f"{tool} is not installed (PGIAM_ALLOW_SKIP_E2E=1)")
+    pytest.fail(f"{tool} is not installed (apt-get install -y mandoc groff); set PGIAM_ALLOW_SKIP_E2E=1 to skip instead")
+
+
+@pytest.mark.parametrize("argv", [["mandoc", "-Tlint", "-Wwarning"], ["groff", "-man", "-ww", "-z"]], ids=lambda a: a[0])
+def test_man_lints_clean(argv: list[str]) -> None:
+    need(argv[0])
+    p = subprocess.run([*argv, str(MAN)], capture_output=True, text=True, timeout=30)
+    assert (p.returncode, p.stdout + p.stderr) == (0, "")
+
+
+# ---------------------------------------------------------------- the completion files
+
+
+def option_in(path: Path, option: str) -> bool:
+    """bash and zsh spell options as --name; fish as `-l name`."""
+    text = path.read_text()
+    if path == FISH:
+        return re.search(rf"-l {re.escape(option[2:])}(?![\w-])", text) is not None
+    return has_word(text, option)
+
+
+@pytest.mark.parametrize("completion", COMPLETIONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", COMMANDS + ACTIONS, ids=" ".join)
+def test_completion_has_command(completion: Path, path: tuple[str, ...]) -> None:
+    assert has_word(completion.read_text(), path[-1]), f"{completion.name} lacks `{' '.join(path)}`"
+
+
+@pytest.mark.parametrize("completion", COMPLETIONS, ids=lambda p: p.name)
+@pytest.mark.parametrize(("path", "option"), OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_completion_has_option(completion: Path, path: tuple[str, ...], option: str) -> None:
+    assert option_in(completion, option), f"{completion.name} lacks {option} of `pgiam {' '.join(path)}`"
+
+
+@pytest.mark.parametrize("completion", COMPLETIONS, ids=lambda p: p.name)
+def test_completion_has_every_choice(completion: Path) -> None:
+    """Fixed value lists (hook's shells, --partition's partitions) are offered."""
+    text = completion.read_text()
+    for parser in PARSERS.values():
+        for action in parser._actions:
+            if action.choices and not isinstance(action, argparse._SubParsersAction):
+                for choice in action.choices:
+                    assert has_word(text, choice), f"{completion.name} lacks the choice {choice}"
+
+
+@pytest.mark.parametrize("completion", COMPLETIONS, ids=lambda p: p.name)
+def test_completion_asks_the_fast_path_for_names(completion: Path) -> None:
+    assert "pgiam list --names 2>/dev/null" in completion.read_text()
+
+
+def test_completion_headers() -> None:
+    assert ZSH.read_text().startswith("#compdef pgiam\n")
+    assert re.search(r"^complete -F _pgiam pgiam$", BASH.read_text(), re.M)
