@@ -32,7 +32,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so main() owns the exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+        where = self.prog.removeprefix("pgiam").strip()
+        raise UsageError(f"{where}: {message}" if where else message, f"see `{self.prog} --help`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +79,7 @@ examples:
     ls.add_argument("--names", action="store_true", help="service names only, one per line")
 
     st = cmd("status", "token expiry and last error per service")
+    st.add_argument("names", nargs="*", metavar="NAME", help="services to show (default: all)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
     rf = cmd("refresh", "mint fresh tokens into ~/.pgpass", """\
@@ -298,7 +300,14 @@ def cmd_status(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     config, states = refresh.status(paths)
     now = time.time()
     rows = []
+    for n in args.names:
+        if n not in config.services:
+            from pgiam.errors import ConfigError
+
+            raise ConfigError(f"no service named {n!r} in {paths.config_file}", "see `pgiam list` for the configured services")
     for s in config.services.values():
+        if args.names and s.name not in args.names:
+            continue
         st = states.get(s.name)
         expires = st.expires if st and st.key == refresh.key_str(s) else None
         rows.append({
@@ -380,12 +389,8 @@ def cmd_sandbox(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             refresh.remove(paths, "sandbox", time.time())
         out.print("sandbox stopped and the `sandbox` service removed" if stopped else "no sandbox was running; `sandbox` service removed")
         return ExitCode.OK
-    info = cluster.status(paths)
-    if args.__dict__.get("json"):
-        out.json(info)
-    else:
-        for k, v in info.items():
-            out.print(f"{k}: {v}")
+    for k, v in cluster.status(paths).items():
+        out.print(f"{k}: {v}")
     return ExitCode.OK
 
 
@@ -439,27 +444,40 @@ def cmd_timer(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     from pgiam import timer
 
     if args.action == "install":
-        every = timer.parse_every(args.every)
-        res = timer.install(paths, method=args.method, every=every, enable=not args.no_enable, exe=_exe(), env=os.environ)
-        for line in _describe(res):
-            out.print(line)
+        res = timer.install(paths, method=args.method, every=timer.parse_every(args.every),
+                            enable=not args.no_enable, exe=_exe(), env=os.environ)
+        minutes = res.every // 60
+        if res.method == "systemd":
+            state = "enabled and started" if res.enabled else "written, not enabled"
+            out.print(f"systemd user timer every {minutes} min: {state}")
+            for f in res.files:
+                out.print(f"  {f}")
+        else:
+            out.print(f"crontab line every {minutes} min" + ("" if res.enabled else " (not installed)") + ":")
+            out.print(f"  {res.cron_line}")
+        for n in res.notes:
+            out.note(n)
         return ExitCode.OK
     if args.action == "remove":
-        res = timer.remove(paths, method=args.method)
-        for line in _describe(res):
-            out.print(line)
+        rem = timer.remove(paths, method=args.method)
+        out.print(*(f"removed {r}" for r in rem.removed) if rem.removed else ["no pgiam timer was installed"])
+        for n in rem.notes:
+            out.note(n)
         return ExitCode.OK
-    for k, v in timer.status(paths).items():
-        out.print(f"{k}: {v}")
+    st = timer.status(paths)
+    sd, cron = st["systemd"], st["cron"]
+    units = [name for name, present in sd["units"].items() if present]
+    line = "systemd: " + (", ".join(units) if units else "no units")
+    if sd["manager_reachable"]:
+        line += f" (enabled: {sd['enabled'] or 'no'}, active: {sd['active'] or 'no'})"
+    else:
+        line += " (no user manager reachable)"
+    out.print(line)
+    if not cron["available"]:
+        out.print("cron: no crontab command")
+    else:
+        out.print("cron: " + (cron["line"] or cron.get("error") or "no pgiam line"))
     return ExitCode.OK
-
-
-def _describe(res: Any) -> list[str]:
-    if isinstance(res, dict):
-        return [f"{k}: {v}" for k, v in res.items()]
-    if hasattr(res, "__dataclass_fields__"):
-        return [f"{k}: {v}" for k, v in res.__dict__.items()]
-    return [str(res)]
 
 
 def cmd_certs(args: argparse.Namespace, paths: Paths, out: Out) -> int:

@@ -24,7 +24,7 @@ def nothing_due() -> bool:
         with open(due_file, "rb") as f:
             due = int(f.read(64))
             due_mtime = os.fstat(f.fileno()).st_mtime_ns
-        if os.stat(config).st_mtime_ns >= due_mtime:
+        if os.stat(config).st_mtime_ns > due_mtime:  # written in the same clock tick counts as older
             return False
     except (OSError, ValueError):
         return False

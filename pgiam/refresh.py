@@ -179,9 +179,9 @@ def _save_state(paths: Paths, config: Config, states: dict[str, ServiceState], n
         except FileNotFoundError:
             pass
         return
-    data = f"{due}\n".encode()
-    if read_bytes(paths.next_due_file) != data:
-        atomic_write(paths.next_due_file, data, 0o600)
+    # Always rewritten, even when unchanged: its mtime tells the fast path (pgiam.entry) that it is
+    # at least as new as the config.
+    atomic_write(paths.next_due_file, f"{due}\n".encode(), 0o600)
 
 
 def _set_notice(paths: Paths, failures: list[Outcome]) -> None:
