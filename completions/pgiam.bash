@@ -89,9 +89,9 @@ _pgiam() {
                         --require-auth --replace --no-refresh) ;;
             remove | token) ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services) ;;
             list) opts+=(--json --names) ;;
-            status) opts+=(--json) ;;
-            refresh)
-                opts+=(--if-needed --quiet --json)
+            status | refresh)
+                opts+=(--json)
+                [[ $cmd == refresh ]] && opts+=(--if-needed --quiet)
                 local name
                 while IFS= read -r name; do
                     # Offer each service once.

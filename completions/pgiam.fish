@@ -89,6 +89,7 @@ complete -c pgiam -n '__pgiam_in refresh' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in list' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in list' -l names -d 'service names only, one per line'
 complete -c pgiam -n '__pgiam_in status' -l json -d 'machine-readable output'
+complete -c pgiam -n '__pgiam_in status' -a '(__pgiam_services)' -d 'service'
 
 # hook SHELL
 complete -c pgiam -n '__pgiam_at hook' -a 'bash zsh fish' -d 'shell'
