@@ -408,20 +408,25 @@ def test_untrusted_server_names_url_and_tls_reason(
     assert not certs.bundle_path(paths, "aws").exists()
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory modes")
-def test_write_failure_keeps_bundle_and_sources(server: _Server, paths: Paths) -> None:
+def test_write_failure_keeps_bundle_and_sources(server: _Server, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     certs.update(paths, "aws", f"{_base(server)}/good.pem")
     target = certs.bundle_path(paths, "aws")
     before = target.read_bytes()
     sources_before = (paths.certs_dir / "sources.json").read_bytes()
-    os.chmod(paths.certs_dir, 0o500)
-    try:
-        with pytest.raises(FileError):
-            certs.update(paths, "aws", f"{_base(server)}/good2.pem")
-    finally:
-        os.chmod(paths.certs_dir, 0o700)
+    import errno
+
+    from pgiam import fileio
+
+    def read_only(src: object, dst: object) -> None:  # what a read-only file system answers (root ignores modes)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fileio.os, "replace", read_only)
+    with pytest.raises(FileError):
+        certs.update(paths, "aws", f"{_base(server)}/good2.pem")
+    monkeypatch.undo()
     assert target.read_bytes() == before
     assert (paths.certs_dir / "sources.json").read_bytes() == sources_before
+    assert [n for n in os.listdir(paths.certs_dir) if fileio.TMP_MARK in n] == []
 
 
 def test_url_is_remembered_per_partition(server: _Server, paths: Paths) -> None:
