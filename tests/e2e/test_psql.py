@@ -254,3 +254,30 @@ def test_managed_bundle_is_used_by_add_and_verify_full_connects(world: World, tm
     finally:
         httpd.shutdown()
         world.pgiam("remove", "managed", check=False)
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_prompt_hook_renews_an_expired_token_before_the_next_command(world: World, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 4: after a sleep the token has expired; the next prompt renews it synchronously, psql connects."""
+    require_tool(shell)
+    for k, v in world.env.items():
+        monkeypatch.setenv(k, v)
+    from pgiam import refresh, token
+    from pgiam.paths import Paths
+
+    past = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=20)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: past)
+    refresh.refresh(Paths.from_env(), time.time(), token.mint, ["sandbox"])
+    monkeypatch.undo()
+    assert world.psql("sandbox").returncode != 0  # the token in ~/.pgpass has expired
+    prompt = {
+        "bash": 'eval "$(python3 -m pgiam hook bash)"; for c in "${PROMPT_COMMAND[@]}"; do eval "$c"; done',
+        "zsh": 'eval "$(python3 -m pgiam hook zsh)"; for f in $precmd_functions; do $f; done',
+        "fish": 'python3 -m pgiam hook fish | source; emit fish_prompt',
+    }[shell]
+    script = prompt + "; psql service=sandbox -XAtqc 'select current_user'"
+    argv = {"bash": ["bash", "--norc", "--noprofile", "-c"], "zsh": ["zsh", "-f", "-c"], "fish": ["fish", "--no-config", "-c"]}[shell]
+    env = dict(world.env, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    p = subprocess.run([*argv, script], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith("pgiam_sandbox")
