@@ -109,6 +109,14 @@ def hook_cost(env: dict[str, str], prompts: int) -> tuple[float, float, int | No
     return with_hook, without, spawned
 
 
+def aws_version() -> str:
+    aws = shutil.which("aws")
+    if not aws:
+        return "not installed"
+    out = subprocess.run([aws, "--version"], capture_output=True, text=True)
+    return (out.stdout or out.stderr).split(" ")[0].strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15, help="runs per command (medians are reported)")
@@ -128,6 +136,9 @@ def main() -> None:
         refresh_rss = mb
 
         aws = shutil.which("aws")
+        if aws and "/shims/" in aws and shutil.which("pyenv"):
+            # A pyenv shim adds a bash script and pyenv's lookup (~0.1 s) to every call: time the real CLI.
+            aws = subprocess.run(["pyenv", "which", "aws"], capture_output=True, text=True).stdout.strip() or aws
         if aws:
             aws_argv = [aws, "rds", "generate-db-auth-token", "--hostname", HOST, "--port", "5432",
                         "--region", "us-west-2", "--username", "bench"]
@@ -151,7 +162,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"pgiam benchmarks on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, {platform.platform()}), {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"pgiam command: {' '.join(pgiam_cmd())}")
+    print(f"pgiam command: {' '.join(pgiam_cmd())}; AWS CLI: {aws_version()}")
     w = [max(len(r[i]) for r in rows) for i in range(5)]
     head = ("measure", "pgiam", "baseline", "ratio", "target")
     w = [max(w[i], len(head[i])) for i in range(5)]
