@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,15 +122,102 @@ def assert_one_error(stderr: str, code: int, expected: int) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    return h
-
-
-@pytest.fixture
 def ca(tmp_path: Path) -> Path:
     """Any file stands in for a CA bundle when nothing connects."""
     p = tmp_path / "ca.pem"
     p.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
     return p
+
+
+class Sandbox:
+    """One sandbox for the whole suite, started by `pgiam sandbox up` under strace (execve only)."""
+
+    def __init__(self, home: Path, env: dict[str, str], ca: Path, trace: Path) -> None:
+        self.home, self.env, self.ca, self.trace = home, env, ca, trace
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / ".local" / "state" / "pgiam"
+
+    def secret_key(self) -> str:
+        import json
+
+        return json.loads((self.state_dir / "sandbox" / "keys.json").read_text())["secret_key"]
+
+    def psql(self, sql: str = "select current_user") -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in self.env.items() if not k.startswith("PG")}
+        env.update(PGSERVICEFILE=str(self.home / ".pg_service.conf"), PGPASSFILE=str(self.home / ".pgpass"),
+                   PGCONNECT_TIMEOUT="10")
+        return subprocess.run(["psql", "service=sandbox", "-XAtc", sql], env=env, capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory):
+    """A running sandbox and its `sandbox` service in a home with foreign bytes in both libpq files."""
+    need("psql")
+    strace = need("strace")
+    sys.path.insert(0, SRC)
+    from pgiam.errors import EnvironmentProblem
+    from pgiam.sandbox import cluster
+
+    try:
+        cluster.find_server_binaries()
+    except EnvironmentProblem as err:
+        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
+            pytest.skip(f"{err.message} (PGIAM_ALLOW_SKIP_E2E=1)")
+        pytest.fail(f"{err.message}; {err.hint}")
+    root = tmp_path_factory.mktemp("sandbox")
+    home = root / "home"
+    home.mkdir()
+    (home / ".pgpass").write_bytes(FOREIGN_PGPASS)
+    os.chmod(home / ".pgpass", 0o600)
+    (home / ".pg_service.conf").write_bytes(FOREIGN_SERVICE)
+    ca = root / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    env = pgiam_env(home)
+    trace = root / "strace-up.txt"
+    code, output = _traced(strace, trace, env, root, "sandbox", "up")
+    assert code == 0, output
+    sb = Sandbox(home, env, ca, trace)
+    sb.up_output = output
+    try:
+        yield sb
+    finally:
+        run(env, "sandbox", "down", timeout=120)
+
+
+def _traced(strace: str, trace: Path, env: dict[str, str], workdir: Path, *args: str) -> tuple[int, str]:
+    """Run pgiam under `strace -f -e trace=execve`; return its exit code and output once pgiam itself exits.
+
+    strace -f keeps following the daemons `sandbox up` leaves running, so wait for pgiam's own
+    `+++ exited with N +++` line, then stop strace (which detaches, leaving the daemons alone)."""
+    import re
+
+    out = workdir / f"traced-{os.getpid()}-{len(list(workdir.iterdir()))}.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([strace, "-f", "-e", "trace=execve", "-s", "4096", "-o", str(trace), *pgiam_argv(*args)],
+                                env=env, stdout=f, stderr=f, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    code: int | None = None
+    try:
+        while code is None and time.monotonic() < deadline:
+            text = trace.read_text(errors="replace") if trace.exists() else ""
+            first = re.match(r"(\d+) ", text)
+            if first:
+                m = re.search(rf"^{first.group(1)}\s+\+\+\+ exited with (\d+) \+\+\+", text, re.M)
+                if m:
+                    code = int(m.group(1))
+            if proc.poll() is not None and code is None:
+                code = proc.returncode
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # the kernel detaches the tracees; the daemons keep running
+                proc.wait(10)
+    assert code is not None, "pgiam under strace did not finish in 180 s"
+    return code, out.read_text(errors="replace")
