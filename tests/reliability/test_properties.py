@@ -1,0 +1,93 @@
+"""Issue 7: hypothesis drives the parsers and merges with arbitrary text, checked against libpq_ref."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from pgiam import config, pgpass, servicefile
+from pgiam.errors import UsageError
+from tests.reliability import libpq_ref
+
+pytestmark = pytest.mark.reliability
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LINES = st.sampled_from([
+    "# comment", "[local]", "  [odd]  x", "host=h", "port= 5", "orphan", "connect_timeout=1", "#", "",
+    "localhost:5432:*:me:s\\:ecret", "*:*:*:*:pw", "x" * 1100, "[broken", "\udcff\udcfe latin", "a\rb", "\x00nul",
+    "# BEGIN pgiam", "# END pgiam",
+])
+EOL = st.sampled_from(["\n", "\r\n", ""])
+FOREIGN = st.lists(st.tuples(st.one_of(LINES, st.text(max_size=30)), EOL), max_size=12).map(
+    lambda parts: "".join(a + b for a, b in parts))
+
+
+def _ok(check, v):
+    try:
+        check(v)
+        return True
+    except UsageError:
+        return False
+
+
+USERS = st.text(min_size=1, max_size=20).filter(lambda v: _ok(lambda x: config.check_text("user", x), v) and "\0" not in v)
+HOSTS = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z0-9]{1,8}){0,3}", fullmatch=True)
+TOKENS = st.text(st.characters(blacklist_characters="\n\r\0", blacklist_categories=["Cs"]), min_size=1, max_size=60)
+NAMES = st.from_regex(r"[A-Za-z0-9_.@+-]{1,12}", fullmatch=True)
+
+
+def b(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+@SETTINGS
+@given(text=FOREIGN, tokens=st.dictionaries(st.tuples(HOSTS, st.integers(1, 65535).map(str), USERS), TOKENS, max_size=4))
+def test_pgpass_merge(text: str, tokens: dict) -> None:
+    """Foreign bytes preserved, idempotent, and libpq (reference) reads back each token, whatever the text."""
+    toks = {pgpass.Key(*k): v for k, v in tokens.items()}
+    merged = pgpass.merge(text, toks)
+    assert pgpass.foreign_text(merged) == pgpass.foreign_text(text)
+    if "# BEGIN pgiam" not in text:
+        assert merged.endswith(text) and (not toks or merged != text)
+    assert pgpass.merge(merged, toks) == merged
+    assert pgpass.parse_tokens(merged) == toks
+    for k, v in toks.items():
+        assert libpq_ref.password_from_file(b(merged), b(k.host), b(k.port), b"anydb", b(k.user)) == b(v)
+
+
+VALUES = st.text(min_size=1, max_size=30).filter(lambda v: _ok(lambda x: config.check_text("v", x), v) and "\0" not in v)
+
+
+@SETTINGS
+@given(text=FOREIGN, entries=st.dictionaries(NAMES, st.tuples(HOSTS, USERS, VALUES), max_size=4))
+def test_servicefile_merge(text: str, entries: dict) -> None:
+    """Foreign bytes preserved, idempotent, and libpq (reference) reads exactly our keys for each service."""
+    es = [servicefile.Entry(n, [("host", h), ("port", "5432"), ("user", u), ("dbname", d), ("sslmode", "verify-full")])
+          for n, (h, u, d) in sorted(entries.items())]
+    merged = servicefile.merge(text, es)
+    from pgiam import block
+
+    assert block.split(merged, servicefile.BEGIN, servicefile.END).foreign == block.split(text, servicefile.BEGIN, servicefile.END).foreign
+    if "# BEGIN pgiam" not in text:
+        assert merged.endswith(text)
+    assert servicefile.merge(merged, es) == merged
+    assert servicefile.managed_names(merged) == [e.name for e in es]
+    for e in es:
+        assert libpq_ref.service_lookup(b(merged), b(e.name)) == {b(k): b(v) for k, v in e.keys}
+
+
+@SETTINGS
+@given(text=FOREIGN)
+def test_parsers_never_crash(text: str) -> None:
+    """Any text: the parsers return, and a merge with nothing of ours gives back the foreign text."""
+    pgpass.parse_tokens(text)
+    servicefile.managed_names(text)
+    servicefile.foreign_sections(text)
+    assert pgpass.merge(text, {}) == pgpass.foreign_text(text)
+    assert servicefile.merge(text, []) == block_foreign(text)
+
+
+def block_foreign(text: str) -> str:
+    from pgiam import block
+
+    return block.split(text, servicefile.BEGIN, servicefile.END).foreign
