@@ -269,9 +269,9 @@ def cmd_remove(args: argparse.Namespace, paths: Paths, out: Out) -> int:
 
 
 def cmd_list(args: argparse.Namespace, paths: Paths, out: Out) -> int:
-    from pgiam import refresh
+    from pgiam.config import load_config
 
-    config = refresh.load_config(paths)
+    config = load_config(paths.config_file)  # no refresh machinery: `list --names` feeds shell completion
     if args.names:
         out.print(*config.services)
         return ExitCode.OK
@@ -364,10 +364,11 @@ def cmd_refresh(args: argparse.Namespace, paths: Paths, out: Out) -> int:
 
 
 def cmd_token(args: argparse.Namespace, paths: Paths, out: Out) -> int:
-    from pgiam import refresh, token
+    from pgiam import token
+    from pgiam.config import load_config
     from pgiam.errors import ConfigError
 
-    config = refresh.load_config(paths)
+    config = load_config(paths.config_file)
     svc = config.services.get(args.name)
     if svc is None:
         raise ConfigError(f"no service named {args.name!r} in {paths.config_file}", "see `pgiam list` for the configured services")

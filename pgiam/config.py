@@ -291,6 +291,20 @@ def parse_config(text: str, path: Path) -> Config:
     return Config(path=path, defaults=defaults, services=services, raw=raw)
 
 
+def load_config(path: Path) -> Config:
+    """The config at `path`, or an empty one when the file does not exist; reading creates nothing."""
+    from pgiam.fileio import read_bytes
+
+    data = read_bytes(path)
+    if data is None:
+        return Config(path=path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 (byte {err.start})", "TOML files must be UTF-8") from None
+    return parse_config(text, path)
+
+
 def _check_margin(v: int) -> int:
     if not 30 <= v <= TOKEN_LIFETIME - 60:
         raise UsageError(f"renewal_margin {v} is out of range", f"give seconds from 30 to {TOKEN_LIFETIME - 60}")

@@ -7,6 +7,7 @@ only as a whole field, `#` in column 0 starts a comment, no trimming.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -34,25 +35,23 @@ def escape(field: str) -> str:
     return field.replace("\\", "\\\\").replace(":", "\\:")
 
 
+_PIECE = re.compile(r"\\(.)|:|[^\\:]+|\\", re.S)  # an escape, a separator, a plain run, a lone final `\`
+
+
 def split_fields(line: str) -> list[str]:
     """Split one ~/.pgpass line into its unescaped fields, the way libpq reads it."""
     fields: list[str] = []
     cur: list[str] = []
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if ch == "\\" and i + 1 < len(line):
-            cur.append(line[i + 1])
-            i += 2
-            continue
-        if ch == ":":
+    for m in _PIECE.finditer(line):
+        if m.group(1) is not None:
+            cur.append(m.group(1))
+        elif m.group() == ":":
             if len(fields) == 4:  # the password ends at the first unescaped `:`
                 break
             fields.append("".join(cur))
             cur = []
         else:
-            cur.append(ch)
-        i += 1
+            cur.append(m.group())
     fields.append("".join(cur))
     return fields
 

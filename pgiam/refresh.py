@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgiam import config as config_mod
 from pgiam import pgpass, servicefile
 from pgiam.config import Config, Service, parse_config, render_config, service_table
 from pgiam.errors import ConfigError, ExitCode, FileError, PgiamError
@@ -68,14 +69,7 @@ def key_str(svc: Service) -> str:
 
 def load_config(paths: Paths) -> Config:
     """The config, or an empty one when the file does not exist; reading creates nothing."""
-    data = read_bytes(paths.config_file)
-    if data is None:
-        return Config(path=paths.config_file)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{paths.config_file}: not UTF-8 (byte {err.start})", "TOML files must be UTF-8") from None
-    return parse_config(text, paths.config_file)
+    return config_mod.load_config(paths.config_file)
 
 
 def _decode(data: bytes | None) -> str:
