@@ -397,6 +397,12 @@ def install(paths: Paths, *, method: str | None, every: int, enable: bool, exe: 
     # Probe only when systemd may be used: an unreachable bus can take PROBE_TIMEOUT to answer.
     reachable = method != "cron" and systemd_reachable()
     chosen = method or ("systemd" if reachable else "cron")
+    if method is None and chosen == "cron" and enable and not crontab_available():
+        raise EnvironmentProblem(
+            "no systemd user manager is reachable and there is no crontab command: nothing can run the timer",
+            "run `loginctl enable-linger $USER` and log in again (systemd), or install cron "
+            "(apt-get install cron); the prompt hook (`pgiam hook SHELL`) works without either",
+        )
     notes: list[str] = []
     if chosen == "systemd":
         if not reachable and enable:

@@ -335,3 +335,16 @@ def test_cron_no_enable_touches_nothing(home: Path) -> None:
     result = timer.install(paths_for(home), method="cron", every=300, enable=False, exe=["/opt/pgiam"], env={})
     assert not result.enabled and result.cron_line and result.cron_line.startswith("*/5 * * * * '/opt/pgiam' ")
     assert argv_log(home, "crontab") == [] and argv_log(home, "systemctl") == []
+
+
+def test_default_install_with_neither_systemd_nor_cron_says_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timer, "systemd_reachable", lambda: False)
+    monkeypatch.setattr(timer, "crontab_available", lambda: False)
+    paths = Paths.from_env()
+    exe = tmp_path / "pgiam"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    with pytest.raises(EnvironmentProblem) as err:
+        timer.install(paths, method=None, every=300, enable=True, exe=[str(exe)], env={})
+    assert "no crontab" in err.value.message and "enable-linger" in (err.value.hint or "")
+    assert not paths.systemd_user_dir.exists()
