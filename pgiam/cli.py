@@ -71,7 +71,9 @@ examples:
     a.add_argument("--replace", action="store_true", help="replace an existing service or take over a section of that name")
     a.add_argument("--no-refresh", action="store_true", help="do not mint a token now")
 
-    r = cmd("remove", "remove a service: config, service-file entry and its token line")
+    r = cmd("remove", "remove a service: config, service-file entry and its token line", """\
+examples:
+  pgiam remove prod""")
     r.add_argument("name", metavar="NAME")
 
     ls = cmd("list", "list configured services")
@@ -92,7 +94,9 @@ examples:
     rf.add_argument("--quiet", action="store_true", help="print nothing on success")
     rf.add_argument("--json", action="store_true", help="machine-readable output")
 
-    tk = cmd("token", "print a fresh token on stdout (for scripts that need PGPASSWORD)")
+    tk = cmd("token", "print a fresh token on stdout (for scripts that need PGPASSWORD)", """\
+examples:
+  PGPASSWORD="$(pgiam token prod)" some-tool-without-libpq""")
     tk.add_argument("name", metavar="NAME")
 
     sb = cmd("sandbox", "a local PostgreSQL that checks IAM tokens like RDS (no AWS account needed)", """\
@@ -114,7 +118,12 @@ examples:
   pgiam hook fish | source      # in ~/.config/fish/config.fish""")
     hk.add_argument("shell", choices=["bash", "zsh", "fish"], metavar="SHELL", help="bash, zsh or fish")
 
-    tm = cmd("timer", "refresh tokens from a systemd user timer or cron")
+    tm = cmd("timer", "refresh tokens from a systemd user timer or cron", """\
+examples:
+  pgiam timer install              # systemd user timer when reachable, else cron
+  pgiam timer install --cron --every 10m
+  pgiam timer status
+  pgiam timer remove""")
     tms = tm.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     tms.required = True
     ti = tms.add_parser("install", help="install the timer (default: systemd when reachable, else cron)")
@@ -129,7 +138,11 @@ examples:
     g.add_argument("--cron", dest="method", action="store_const", const="cron", help="only the crontab line")
     tms.add_parser("status", help="is a timer installed, and is it active")
 
-    ce = cmd("certs", "manage the Amazon RDS CA bundles used for verify-full")
+    ce = cmd("certs", "manage the Amazon RDS CA bundles used for verify-full", """\
+examples:
+  pgiam certs update                       # bundles of the partitions your services use
+  pgiam certs update --partition aws-us-gov
+  pgiam certs status""")
     ces = ce.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     ces.required = True
     cu = ces.add_parser("update", help="download the RDS CA bundle(s) over verified HTTPS")
