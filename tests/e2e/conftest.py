@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,17 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pgiam.errors import EnvironmentProblem
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; a missing tool fails the test unless PGIAM_ALLOW_SKIP_E2E=1 (CI never sets it)."""
-    path = shutil.which(name)
-    if path:
-        return path
-    if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
-        pytest.skip(f"{name} is not installed (PGIAM_ALLOW_SKIP_E2E=1)")
-    pytest.fail(f"{name} is not installed; .ci/run installs it (apt-get install)")
+from tests.tools import require_server, require_tool
 
 
 @dataclass
@@ -65,15 +54,8 @@ def make_world(home: Path) -> World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A user with a running sandbox (`pgiam sandbox up`), torn down after the module."""
-    require_tool("psql")
-    from pgiam.sandbox import cluster
-
-    try:
-        cluster.find_server_binaries()
-    except EnvironmentProblem as err:
-        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
-            pytest.skip(err.message)
-        pytest.fail(f"{err.message}; {err.hint}")
+    require_tool("psql", "postgresql-client")
+    require_server()
     w = make_world(tmp_path_factory.mktemp("e2e") / "home")
     try:
         w.pgiam("sandbox", "up")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import make_world, require_tool
+from tests.e2e.conftest import make_world
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
 

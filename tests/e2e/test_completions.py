@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -23,19 +24,10 @@ sys.path.insert(0, str(ROOT))
 from pgiam.cli import build_parser  # noqa: E402
 
 COMPLETIONS = ROOT / "completions"
-ALLOW_SKIP = os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1"
 SERVICES = ["prod", "stage"]
 
 
-def need(program: str) -> str:
-    """The program's path; a missing one fails the test (skips only with PGIAM_ALLOW_SKIP_E2E=1)."""
-    found = shutil.which(program)
-    if found:
-        return found
-    if ALLOW_SKIP:
-        pytest.skip(f"{program} is not installed")
-    pytest.fail(f"{program} is not installed (apt-get install -y {program}); "
-                "set PGIAM_ALLOW_SKIP_E2E=1 to skip instead")
+need = require_tool
 
 
 # ---------------------------------------------------------------- the parser, the truth

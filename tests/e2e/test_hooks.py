@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -12,22 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import require_tool
+
 from pgiam.hooks import render_hook
 
 SHELLS = ("bash", "zsh", "fish")
 MARGIN = 300
-ALLOW_SKIP = os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1"
 
 
-def need(program: str) -> str:
-    """The program's path; a missing one fails the test (skips only with PGIAM_ALLOW_SKIP_E2E=1)."""
-    found = shutil.which(program)
-    if found:
-        return found
-    if ALLOW_SKIP:
-        pytest.skip(f"{program} is not installed")
-    pytest.fail(f"{program} is not installed (apt-get install -y {program}); "
-                "set PGIAM_ALLOW_SKIP_E2E=1 to skip instead")
+need = require_tool
 
 
 @dataclass

@@ -17,7 +17,8 @@ import botocore.session
 import pytest
 
 from pgiam import pgpass
-from tests.e2e.conftest import World, make_world, require_tool
+from tests.e2e.conftest import World, make_world
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
 

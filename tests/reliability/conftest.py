@@ -7,7 +7,6 @@ environment built from scratch: HOME, XDG_*, AWS_* under the test's tmp dir, dum
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -40,12 +39,9 @@ FOREIGN_SERVICE = (
 
 def need(tool: str) -> str:
     """The tool's path; a missing tool fails the test unless PGIAM_ALLOW_SKIP_E2E=1."""
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
-            pytest.skip(f"{tool} not installed (PGIAM_ALLOW_SKIP_E2E=1)")
-        pytest.fail(f"{tool} is not installed; the reliability suite needs it")
-    return path
+    from tests.tools import require_tool
+
+    return require_tool(tool)
 
 
 def need_root() -> None:
@@ -158,15 +154,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory):
     need("psql")
     strace = need("strace")
     sys.path.insert(0, SRC)
-    from pgiam.errors import EnvironmentProblem
-    from pgiam.sandbox import cluster
+    from tests.tools import require_server
 
-    try:
-        cluster.find_server_binaries()
-    except EnvironmentProblem as err:
-        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
-            pytest.skip(f"{err.message} (PGIAM_ALLOW_SKIP_E2E=1)")
-        pytest.fail(f"{err.message}; {err.hint}")
+    require_server()
     root = tmp_path_factory.mktemp("sandbox")
     home = root / "home"
     home.mkdir()

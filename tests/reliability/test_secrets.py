@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -7,14 +7,14 @@ subcommand, an option or an exit code without documenting it fails a test.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from tests.tools import require_tool
 
 from pgiam.cli import build_parser
 from pgiam.errors import ExitCode
@@ -26,7 +26,6 @@ BASH = ROOT / "completions" / "pgiam.bash"
 ZSH = ROOT / "completions" / "_pgiam"
 FISH = ROOT / "completions" / "pgiam.fish"
 COMPLETIONS = (BASH, ZSH, FISH)
-ALLOW_SKIP = os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1"
 
 
 # ---------------------------------------------------------------- the parser
@@ -152,12 +151,7 @@ def test_man_shell_setup_matches_the_hook_usage() -> None:
 
 
 def need(tool: str) -> str:
-    found = shutil.which(tool)
-    if found:
-        return found
-    if ALLOW_SKIP:
-        pytest.skip(f"{tool} is not installed (PGIAM_ALLOW_SKIP_E2E=1)")
-    pytest.fail(f"{tool} is not installed (apt-get install -y mandoc groff); set PGIAM_ALLOW_SKIP_E2E=1 to skip instead")
+    return require_tool(tool)
 
 
 @pytest.mark.parametrize("argv", [["mandoc", "-Tlint", "-Wwarning"], ["groff", "-man", "-ww", "-z"]], ids=lambda a: a[0])
