@@ -298,7 +298,7 @@ def cmd_list(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     if args.json:
         out.json(rows)
     elif not rows:
-        out.print(f"no services yet: add one with `pgiam add NAME --host HOST --user USER`")
+        out.print("no services yet: add one with `pgiam add NAME --host HOST --user USER`")
     else:
         for r in rows:
             via = f" via {r['via']}" if r["via"] else ""
