@@ -79,12 +79,11 @@ class ExpiringCA:
     expired: bool
 
 
-@dataclass(frozen=True)
-class BundleDescription:
-    """What `describe_bundle` found in a PEM text."""
+class _Expiry:
+    """`expired` / `all_expired` for anything with `ca_count` and `expiring`."""
 
     ca_count: int
-    expiring: tuple[ExpiringCA, ...]  # expired ones included, soonest first
+    expiring: tuple[ExpiringCA, ...]
 
     @property
     def expired(self) -> bool:
@@ -93,6 +92,14 @@ class BundleDescription:
     @property
     def all_expired(self) -> bool:
         return self.ca_count > 0 and sum(ca.expired for ca in self.expiring) == self.ca_count
+
+
+@dataclass(frozen=True)
+class BundleDescription(_Expiry):
+    """What `describe_bundle` found in a PEM text."""
+
+    ca_count: int
+    expiring: tuple[ExpiringCA, ...]  # expired ones included, soonest first
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ class UpdateResult:
 
 
 @dataclass(frozen=True)
-class BundleStatus:
+class BundleStatus(_Expiry):
     """One managed or in-use bundle, as `status` sees it."""
 
     path: Path
@@ -121,14 +128,6 @@ class BundleStatus:
     @property
     def missing_in_use(self) -> bool:
         return self.in_use and not self.exists
-
-    @property
-    def expired(self) -> bool:
-        return any(ca.expired for ca in self.expiring)
-
-    @property
-    def all_expired(self) -> bool:
-        return self.ca_count > 0 and sum(ca.expired for ca in self.expiring) == self.ca_count
 
 
 # --------------------------------------------------------------------------- pure helpers
