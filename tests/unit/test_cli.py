@@ -258,3 +258,59 @@ def test_version_and_help(run_cli) -> None:
     assert code == 0 and out.startswith("pgiam ")
     code, out, _ = run_cli("add", "--help")
     assert code == 0 and "examples:" in out
+
+
+PROXY_HOST = "app.proxy-abc123.us-west-2.rds.amazonaws.com"
+
+
+def test_proxy_gets_system_roots_on_libpq_16(run_cli, home: Path, monkeypatch) -> None:
+    """Issue 5: RDS Proxy certificates chain to public Amazon roots: sslrootcert=system on libpq 16+."""
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", "16.4")
+    code, _, err = run_cli("add", "px", "--host", PROXY_HOST, "--user", "alice")
+    assert code == ExitCode.OK, err
+    assert "sslrootcert=system" in (home / ".pg_service.conf").read_text().split("\n")
+    assert "JDBC" in err  # pgJDBC cannot read sslrootcert=system
+
+
+def test_proxy_gets_the_system_ca_file_on_libpq_15(run_cli, home: Path, monkeypatch) -> None:
+    import ssl
+
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", "15.8")
+    code, _, err = run_cli("add", "px", "--host", PROXY_HOST, "--user", "alice")
+    assert code == ExitCode.OK, err
+    lines = (home / ".pg_service.conf").read_text().split("\n")
+    (root,) = [ln.split("=", 1)[1] for ln in lines if ln.startswith("sslrootcert=")]
+    paths = ssl.get_default_verify_paths()
+    assert root in {os.path.abspath(p) for p in (paths.cafile, paths.openssl_cafile) if p}
+
+
+def test_old_libpq_that_truncates_pgpass_lines_is_refused(run_cli, home: Path, ca_file: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", "12.4")
+    code, _, err = add(run_cli, ca_file)
+    assert code == ExitCode.ENVIRONMENT and "320" in err and "hint:" in err
+    assert not (home / ".pgpass").exists() and not (home / ".pg_service.conf").exists()
+
+
+def test_require_auth_needs_libpq_16(run_cli, home: Path, ca_file: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", "15.8")
+    code, _, err = add(run_cli, ca_file, "prod", "--require-auth")
+    assert code == ExitCode.ENVIRONMENT and "require_auth" in err
+    assert not (home / ".pg_service.conf").exists()
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", "16.4")
+    code, _, err = add(run_cli, ca_file, "prod", "--require-auth")
+    assert code == ExitCode.OK and "JDBC" in err
+    assert "require_auth=password" in (home / ".pg_service.conf").read_text().split("\n")
+
+
+def test_default_entry_holds_only_jdbc_safe_keys(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 5: by default pgJDBC can read every key pgiam writes; `via` adds hostaddr and says so."""
+    from pgiam.libpq import JDBC_SAFE_KEYS
+
+    code, _, err = add(run_cli, ca_file, "plain", "--dbname", "app")
+    assert code == ExitCode.OK and "JDBC" not in err
+    code, _, err = add(run_cli, ca_file, "tunnel", "--via", "127.0.0.1:15432")
+    assert code == ExitCode.OK and "JDBC" in err and "hostaddr" in err
+    text = (home / ".pg_service.conf").read_text()
+    plain = text.split("[plain]\n", 1)[1].split("\n\n", 1)[0]
+    keys = {ln.split("=", 1)[0] for ln in plain.split("\n") if "=" in ln and not ln.startswith("#")}
+    assert keys <= JDBC_SAFE_KEYS and {"host", "port", "user", "dbname", "sslmode", "sslrootcert"} == keys
