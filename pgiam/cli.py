@@ -571,9 +571,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0) if isinstance(exc.code, int) else 0
     except Exception as exc:
+        # A bug. No traceback without --debug: one line, and the way to get the details; exit 70 either way.
         if debug:
-            raise
-        # No traceback without --debug: one line, and the way to get the details.
+            import traceback
+
+            traceback.print_exc(file=out.stderr)
         out.note(f"unexpected error ({type(exc).__name__}); this is a bug in pgiam")
-        print("hint: run the command again with --debug and report the traceback", file=out.stderr)
+        if not debug:
+            print("hint: run the command again with --debug and report the traceback", file=out.stderr)
         return int(ExitCode.BUG)

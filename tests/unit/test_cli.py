@@ -314,3 +314,16 @@ def test_default_entry_holds_only_jdbc_safe_keys(run_cli, home: Path, ca_file: P
     plain = text.split("[plain]\n", 1)[1].split("\n\n", 1)[0]
     keys = {ln.split("=", 1)[0] for ln in plain.split("\n") if "=" in ln and not ln.startswith("#")}
     assert keys <= JDBC_SAFE_KEYS and {"host", "port", "user", "dbname", "sslmode", "sslrootcert"} == keys
+
+
+def test_unexpected_error_is_one_line_without_debug_and_a_traceback_with(run_cli, monkeypatch) -> None:
+    from pgiam import refresh
+
+    def boom(*a, **k):
+        raise RuntimeError("forced")
+
+    monkeypatch.setattr(refresh, "refresh", boom)
+    code, _, err = run_cli("refresh")
+    assert code == ExitCode.BUG and "Traceback" not in err and "--debug" in err and len(err.splitlines()) == 2
+    code, _, err = run_cli("--debug", "refresh")
+    assert code == ExitCode.BUG and "Traceback" in err and "RuntimeError: forced" in err
