@@ -224,6 +224,7 @@ def cmd_add(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         sslrootcert=cfg.check_path("sslrootcert", os.path.abspath(args.sslrootcert)) if args.sslrootcert else None,
         require_auth=args.require_auth,
     )
+    refresh.check_add_conflicts(paths, current, svc, args.replace)  # before any download
     svc = _with_tls_defaults(paths, svc, out)
     from pgiam import token
 
@@ -423,6 +424,7 @@ def _sandbox_up(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         dbname="postgres", profile=info.aws_profile, via=cfg.Via("127.0.0.1", info.local_port),
         sslrootcert=str(info.ca_file), aws_credentials_file=str(info.aws_credentials_file),
     )
+    svc = _with_tls_defaults(paths, svc, out)  # the same libpq checks as `add`
     refresh.add(paths, svc, explicit_region=True, now=time.time(), mint=token.mint, replace=True)
     # Return only once psql itself can connect with what we wrote.
     env = dict(os.environ, PGSERVICEFILE=str(paths.service_file), PGPASSFILE=str(paths.pgpass), PGCONNECT_TIMEOUT="5")

@@ -254,12 +254,12 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
 def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Minter | None,
         replace: bool = False, wait: float = LOCK_WAIT) -> Result:
     """Save `svc` in the config, write its service entry and (unless mint is None) a fresh token."""
-    _check_add_conflicts(paths, load_config(paths), svc, replace)
+    check_add_conflicts(paths, load_config(paths), svc, replace)
     m = mint(svc) if mint else None  # before the lock, and before anything is written
     result = Result()
     with locked(paths.lock_file, wait):
         config = load_config(paths)
-        _check_add_conflicts(paths, config, svc, replace)
+        check_add_conflicts(paths, config, svc, replace)
         raw = dict(config.raw)
         raw["services"] = dict(raw.get("services", {}))
         raw["services"][svc.name] = service_table(svc, explicit_region)
@@ -278,7 +278,8 @@ def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Min
     return result
 
 
-def _check_add_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -> None:
+def check_add_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -> None:
+    """Refuse a name the config or a foreign service-file section already uses, unless `replace`."""
     if replace:
         return
     if svc.name in config.services:
