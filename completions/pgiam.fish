@@ -25,11 +25,7 @@ function __pgiam_args --description 'the positional words before the cursor: com
 end
 
 function __pgiam_at --description 'true when the positional words so far are exactly the arguments'
-    set -l args (__pgiam_args)
-    test (count $args) -eq (count $argv); or return 1
-    for i in (seq (count $argv))
-        test "$args[$i]" = "$argv[$i]"; or return 1
-    end
+    test (count (__pgiam_args)) -eq (count $argv); and __pgiam_in $argv
 end
 
 function __pgiam_in --description 'true when the positional words so far start with the arguments'
