@@ -7,7 +7,6 @@ The token is exactly what `aws rds generate-db-auth-token` prints: botocore's ow
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -114,6 +113,3 @@ def _epoch(dt) -> float:
 
     return float(calendar.timegm(dt.utctimetuple()))
 
-
-def now() -> float:
-    return time.time()

@@ -524,15 +524,21 @@ def _sandbox_lock(layout: _Layout) -> Iterator[None]:
         yield
 
 
-def up(paths: Paths, port: int | None = None, roles: Sequence[str] = ()) -> SandboxInfo:
-    """Start the sandbox (or return the running one), with login roles DEFAULT_ROLE plus `roles`."""
-    for name in roles:
-        _check_role_name(name)
+@contextlib.contextmanager
+def _locked_sandbox(paths: Paths) -> Iterator[tuple[_Layout, _Runner, dict[str, Path], dict[str, object] | None]]:
+    """Under the sandbox lock: its layout, the runner, the server binaries, and its state if healthy."""
     layout = _Layout.of(paths)
     bins = find_server_binaries()
     runner = _Runner.current(layout.cluster)
     with _sandbox_lock(layout):
-        state = _healthy(layout, runner, bins)
+        yield layout, runner, bins, _healthy(layout, runner, bins)
+
+
+def up(paths: Paths, port: int | None = None, roles: Sequence[str] = ()) -> SandboxInfo:
+    """Start the sandbox (or return the running one), with login roles DEFAULT_ROLE plus `roles`."""
+    for name in roles:
+        _check_role_name(name)
+    with _locked_sandbox(paths) as (layout, runner, bins, state):
         if state:
             info = SandboxInfo.from_json(state["info"])  # type: ignore[arg-type]
             _create_roles(layout, runner, bins, info.local_port, [info.role, *roles])
@@ -602,11 +608,7 @@ def up(paths: Paths, port: int | None = None, roles: Sequence[str] = ()) -> Sand
 def add_role(paths: Paths, name: str) -> None:
     """Create another login role in the running sandbox."""
     _check_role_name(name)
-    layout = _Layout.of(paths)
-    bins = find_server_binaries()
-    runner = _Runner.current(layout.cluster)
-    with _sandbox_lock(layout):
-        state = _healthy(layout, runner, bins)
+    with _locked_sandbox(paths) as (layout, runner, bins, state):
         if not state:
             raise EnvironmentProblem("the sandbox is not running", "start it: pgiam sandbox up")
         _create_roles(layout, runner, bins, int(state["info"]["local_port"]), [name])  # type: ignore[index]
