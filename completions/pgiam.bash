@@ -91,7 +91,7 @@ _pgiam() {
             list) opts+=(--json --names) ;;
             status | refresh)
                 opts+=(--json)
-                [[ $cmd == refresh ]] && opts+=(--if-needed --quiet)
+                [[ $cmd == refresh ]] && opts+=(--if-needed --wait --quiet)
                 local name
                 while IFS= read -r name; do
                     # Offer each service once.
@@ -103,6 +103,7 @@ _pgiam() {
                 case $action in
                     '') args=(up down status) ;;
                     up) opts+=(--port) ;;
+                    status) opts+=(--json) ;;
                 esac
                 ;;
             timer)
@@ -110,6 +111,7 @@ _pgiam() {
                     '') args=(install remove status) ;;
                     install) opts+=(--systemd --cron --every --no-enable) ;;
                     remove) opts+=(--systemd --cron) ;;
+                    status) opts+=(--json) ;;
                 esac
                 ;;
             certs)

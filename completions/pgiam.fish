@@ -77,7 +77,8 @@ complete -c pgiam -n '__pgiam_in add' -l no-refresh -d 'do not mint a token now'
 complete -c pgiam -n '__pgiam_at remove' -a '(__pgiam_services)' -d 'service'
 complete -c pgiam -n '__pgiam_at token' -a '(__pgiam_services)' -d 'service'
 complete -c pgiam -n '__pgiam_in refresh' -a '(__pgiam_services)' -d 'service'
-complete -c pgiam -n '__pgiam_in refresh' -l if-needed -d 'only tokens within the renewal margin'
+complete -c pgiam -n '__pgiam_in refresh' -l if-needed -d 'only tokens that are due'
+complete -c pgiam -n '__pgiam_in refresh' -l wait -x -d 'return after at most SECONDS'
 complete -c pgiam -n '__pgiam_in refresh' -l quiet -d 'print nothing on success'
 complete -c pgiam -n '__pgiam_in refresh' -l json -d 'machine-readable output'
 
@@ -95,6 +96,7 @@ complete -c pgiam -n '__pgiam_at sandbox' -a up -d 'start the sandbox and add th
 complete -c pgiam -n '__pgiam_at sandbox' -a down -d 'stop the sandbox and remove the sandbox service'
 complete -c pgiam -n '__pgiam_at sandbox' -a status -d 'what runs where'
 complete -c pgiam -n '__pgiam_in sandbox up' -l port -x -d 'local TCP port for PostgreSQL'
+complete -c pgiam -n '__pgiam_in sandbox status' -l json -d 'machine-readable output'
 
 # timer install|remove|status
 complete -c pgiam -n '__pgiam_at timer' -a install -d 'install the timer (systemd when reachable, else cron)'
@@ -106,6 +108,7 @@ complete -c pgiam -n '__pgiam_in timer install' -l every -x -a '1m 5m 10m 15m 30
 complete -c pgiam -n '__pgiam_in timer install' -l no-enable -d 'write the units but do not enable them'
 complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l cron' -l systemd -d 'only the systemd units'
 complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd' -l cron -d 'only the crontab line'
+complete -c pgiam -n '__pgiam_in timer status' -l json -d 'machine-readable output'
 
 # certs update|status
 complete -c pgiam -n '__pgiam_at certs' -a update -d 'download the RDS CA bundle(s) over verified HTTPS'

@@ -29,6 +29,7 @@ from pgiam.errors import ConfigError, EnvironmentProblem, FileError, NetworkErro
 from pgiam.fileio import atomic_write, ensure_private_dir, read_bytes
 
 if TYPE_CHECKING:
+    from pgiam.reports import CertsReport
     from pgiam.libpq import LibpqVersion
     from pgiam.paths import Paths
 
@@ -257,12 +258,6 @@ def _render_sources(sources: Mapping[str, str]) -> bytes:
     return (json.dumps({"version": 1, "sources": dict(sorted(sources.items()))}, indent=2) + "\n").encode()
 
 
-def source_url(paths: Paths, partition: str) -> str:
-    """The URL `update` downloads a partition's bundle from: remembered, else the official one."""
-    _check_partition(partition)
-    return load_sources(paths).get(partition, DEFAULT_SOURCES[partition])
-
-
 # --------------------------------------------------------------------------- download
 
 
@@ -480,6 +475,40 @@ def proxy_sslrootcert(libpq_version: LibpqVersion | None) -> str:
     )
 
 
+# --------------------------------------------------------------------------- operations for the CLI
+
+
+def partitions_in_use(paths: Paths) -> list[str]:
+    """The partitions of the configured services' regions (sorted), else ["aws"]."""
+    from pgiam.config import load_config
+
+    config = load_config(paths.config_file)
+    return sorted({partition_for_region(s.region) for s in config.services.values()}) or ["aws"]
+
+
+def update_in_use(paths: Paths, partition: str | None, url: str | None) -> list[UpdateResult]:
+    """`certs update`: the named partition (or the one `url` serves), else every partition in use."""
+    parts = [partition or "aws"] if partition or url else partitions_in_use(paths)
+    return [update(paths, part, url) for part in parts]
+
+
+def report(paths: Paths, now: float) -> CertsReport:
+    """`certs status`: every bundle, with the problems of the ones services use (strict: any expired CA)."""
+    from pgiam.config import load_config
+    from pgiam.reports import BundleRecord, CertsReport
+    from pgiam.reports import ExpiringCA as CAOut
+
+    config = load_config(paths.config_file)
+    in_use = {Path(s.sslrootcert) for s in config.services.values() if s.sslrootcert and s.sslrootcert != "system"}
+    statuses = status(paths, now, in_use)
+    # Strict: any expired CA in a bundle a service uses is reported ("a CA in use has expired").
+    problems = status_problems(statuses, strict=True)
+    return CertsReport(tuple(
+        BundleRecord(str(st.path), st.partition, st.exists, st.in_use, st.ca_count, st.error,
+                     tuple(CAOut(ca.subject, ca.not_after_iso, ca.expired) for ca in st.expiring))
+        for st in statuses), tuple(problems))
+
+
 __all__ = [
     "BundleDescription",
     "BundleError",
@@ -496,8 +525,9 @@ __all__ = [
     "parse_bundle",
     "partition_for_region",
     "proxy_sslrootcert",
-    "source_url",
     "status",
     "status_problems",
+    "report",
     "update",
+    "update_in_use",
 ]

@@ -15,20 +15,33 @@ _FAST = (["refresh", "--if-needed", "--quiet"], ["refresh", "--quiet", "--if-nee
 
 
 def nothing_due() -> bool:
-    """True only when the next-due epoch is in the future and the config has not changed since it was written."""
+    """True only when the next-due epoch is ahead (by no more than a token lives) and neither the
+    config nor either libpq file changed since it was written; anything else takes the full path."""
     import platformdirs  # the XDG rules, not hand-rolled (about 3 ms)
 
+    env = os.environ
+    home = env.get("HOME", "")
     due_file = os.path.join(platformdirs.user_state_dir("pgiam"), "next-due")
-    config = os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml")
+    watched = (
+        os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml"),
+        # libpq's locations (PGPASSFILE / PGSERVICEFILE, else the home directory); the full path
+        # refuses relative ones, so they never count as unchanged here.
+        env.get("PGPASSFILE") or os.path.join(home, ".pgpass"),
+        env.get("PGSERVICEFILE") or os.path.join(home, ".pg_service.conf"),
+    )
     try:
         with open(due_file, "rb") as f:
             due = int(f.read(64))
             due_mtime = os.fstat(f.fileno()).st_mtime_ns
-        if os.stat(config).st_mtime_ns > due_mtime:  # written in the same clock tick counts as older
-            return False
+        for path in watched:
+            # Written in the same clock tick counts as older; a missing file is a change.
+            if not os.path.isabs(path) or os.stat(path).st_mtime_ns > due_mtime:
+                return False
     except (OSError, ValueError):
         return False
-    return time.time() < due
+    now = time.time()
+    # next-due is written at most one token life (900 s) ahead: later means the clock stepped back.
+    return now < due <= now + 900
 
 
 def main() -> None:

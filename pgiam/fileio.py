@@ -13,7 +13,7 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pgiam.errors import FileError, LockedError
@@ -165,28 +165,46 @@ def locked(lock_path: Path, wait: float) -> Iterator[None]:
     except OSError as err:
         raise FileError(f"cannot open lock file {lock_path}: {err.strerror}", _hint_for(err, lock_path.parent)) from None
     try:
-        deadline = time.monotonic() + wait
-        delay = 0.005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_holder(fd)
-                    who = f"pid {holder}" if holder else "another process"
-                    raise LockedError(
-                        f"another pgiam ({who}) holds the lock {lock_path}"
-                        + (f" (waited {wait:g} s)" if wait else ""),
-                        f"wait for it to finish, or check it with `ps -p {holder}`" if holder else "wait for it to finish",
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
+        _flock(fd, wait, f"the lock {lock_path}", lambda: _read_holder(fd))
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def locked_directory(path: Path, wait: float) -> Iterator[None]:
+    """Hold a flock on the directory `path` itself: a second lock that creates no file."""
+    ensure_private_dir(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise FileError(f"cannot open directory {path}: {err.strerror}", _hint_for(err, path)) from None
+    try:
+        _flock(fd, wait, f"the mint lock on {path}", lambda: None)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _flock(fd: int, wait: float, what: str, holder_of: Callable[[], int | None]) -> None:
+    deadline = time.monotonic() + wait
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = holder_of()
+                who = f"pid {holder}" if holder else "another process"
+                raise LockedError(
+                    f"another pgiam ({who}) holds {what}" + (f" (waited {wait:g} s)" if wait else ""),
+                    f"wait for it to finish, or check it with `ps -p {holder}`" if holder else "wait for it to finish",
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 def _read_holder(fd: int) -> int | None:

@@ -8,9 +8,11 @@ Rendering is pure: str in, str out; the CLI prints it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from pgiam.errors import UsageError
+from pgiam.freshness import TOKEN_LIFETIME
 
 SHELLS = ("bash", "zsh", "fish")
 HOOK_NAME = "__pgiam_hook"
@@ -19,6 +21,10 @@ HOOK_NAME = "__pgiam_hook"
 # background refresh still running must not be started twice.
 RETRY_SECONDS = 30
 REFRESH_ARGS = ("refresh", "--if-needed", "--quiet")
+# When the token has expired (or the files changed, or the clock jumped) the prompt waits for the
+# new token, but never longer than this: past it the refresh goes on in the background (fish has no
+# read timeout, so pgiam itself bounds the wait).
+WAIT_SECONDS = 3
 
 
 def sh_quote(value: str) -> str:
@@ -31,8 +37,13 @@ def fish_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file: Path, margin: int) -> str:
-    """The snippet to eval (bash, zsh) or source (fish) that installs pgiam's prompt hook."""
+def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file: Path, margin: int,
+                watch: Sequence[Path] = ()) -> str:
+    """The snippet to eval (bash, zsh) or source (fish) that installs pgiam's prompt hook.
+
+    `watch`: files (the config and both libpq files) whose change after next-due was written means
+    pgiam's note may be stale (a block deleted by hand, a restored backup): the full check runs.
+    """
     if shell not in SHELLS:
         raise UsageError(f"unknown shell {shell!r}: pgiam has prompt hooks for bash, zsh and fish",
                          "run `pgiam hook bash`, `pgiam hook zsh` or `pgiam hook fish`")
@@ -41,14 +52,25 @@ def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file:
                          "run pgiam through its absolute path")
     if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
         raise UsageError(f"the renewal margin must be a whole number of seconds >= 0, not {margin!r}")
+    # A next-due further ahead than a token lives was written under another clock.
+    limit = TOKEN_LIFETIME + margin
+    wait_args = [*REFRESH_ARGS, "--wait", str(WAIT_SECONDS)]
     if shell == "fish":
-        command = " ".join([fish_quote(w) for w in exe] + list(REFRESH_ARGS))
-        return _FISH.format(due=fish_quote(str(next_due_file)), notice=fish_quote(str(notice_file)),
-                            cmd=command, margin=margin, retry=RETRY_SECONDS, hook=HOOK_NAME)
-    command = " ".join([sh_quote(w) for w in exe] + list(REFRESH_ARGS))
+        q = fish_quote
+        changed = "; or ".join(f"test {q(str(w))} -nt {q(str(next_due_file))}" for w in watch) or "false"
+        return _FISH.format(due=q(str(next_due_file)), notice=q(str(notice_file)),
+                            cmd=" ".join([q(w) for w in exe] + list(REFRESH_ARGS)),
+                            cmd_wait=" ".join([q(w) for w in exe] + wait_args),
+                            margin=margin, retry=RETRY_SECONDS, hook=HOOK_NAME, limit=limit, changed=changed,
+                            wait=WAIT_SECONDS)
+    q = sh_quote
+    changed = " || ".join(f"{q(str(w))} -nt {q(str(next_due_file))}" for w in watch) or "-n ''"
     template = _BASH if shell == "bash" else _ZSH
-    return template.format(due=sh_quote(str(next_due_file)), notice=sh_quote(str(notice_file)),
-                           cmd=command, margin=margin, retry=RETRY_SECONDS, hook=HOOK_NAME)
+    return template.format(due=q(str(next_due_file)), notice=q(str(notice_file)),
+                           cmd=" ".join([q(w) for w in exe] + list(REFRESH_ARGS)),
+                           cmd_wait=" ".join([q(w) for w in exe] + wait_args),
+                           margin=margin, retry=RETRY_SECONDS, hook=HOOK_NAME, limit=limit, changed=changed,
+                            wait=WAIT_SECONDS)
 
 
 # Shared shape of the three snippets:
@@ -70,12 +92,14 @@ _BASH = """\
       # EPOCHSECONDS from bash 5.0; printf's %(%s)T (4.2+) is the builtin fallback.
       now=${{EPOCHSECONDS-}}
       [[ -n $now ]] || printf -v now '%(%s)T' -1
-      if (( now >= 10#$due && now >= ${{__pgiam_retry:-0}} )); then
-        __pgiam_retry=$(( now + {retry} ))
-        if (( now >= 10#$due + {margin} )); then
-          # Expired: wait for the new token so the command typed next can connect.
-          {cmd} </dev/null >/dev/null 2>&1
-        else
+      if (( now >= ${{__pgiam_retry:-0}} )); then
+        # Expired, a next-due from another clock, or a libpq file / the config changed since:
+        # wait (at most {wait}s, pgiam bounds it) for the new token so the next command connects.
+        if (( now >= 10#$due + {margin} || 10#$due > now + {limit} )) || [[ {changed} ]]; then
+          __pgiam_retry=$(( now + {retry} ))
+          {cmd_wait} </dev/null >/dev/null 2>&1
+        elif (( now >= 10#$due )); then
+          __pgiam_retry=$(( now + {retry} ))
           # Still valid: refresh in a subshell's background job, so the prompt neither
           # waits nor prints job-control messages, and the shell's job table stays clean.
           ( {cmd} </dev/null >/dev/null 2>&1 & )
@@ -126,12 +150,14 @@ zmodload zsh/datetime 2>/dev/null
     # Only digits (<-> is zsh's number pattern): a half-written or foreign file is ignored.
     if [[ $due == <-> && -n ${{EPOCHSECONDS-}} ]]; then
       now=$EPOCHSECONDS
-      if (( now >= due && now >= ${{__pgiam_retry:-0}} )); then
-        typeset -g __pgiam_retry=$(( now + {retry} ))
-        if (( now >= due + {margin} )); then
-          # Expired: wait for the new token so the command typed next can connect.
-          {cmd} </dev/null >/dev/null 2>&1
-        else
+      if (( now >= ${{__pgiam_retry:-0}} )); then
+        # Expired, a next-due from another clock, or a libpq file / the config changed since:
+        # wait (at most {wait}s, pgiam bounds it) for the new token so the next command connects.
+        if (( now >= due + {margin} || due > now + {limit} )) || [[ {changed} ]]; then
+          typeset -g __pgiam_retry=$(( now + {retry} ))
+          {cmd_wait} </dev/null >/dev/null 2>&1
+        elif (( now >= due )); then
+          typeset -g __pgiam_retry=$(( now + {retry} ))
           # Still valid: &! starts it disowned, with no job-control messages.
           {cmd} </dev/null >/dev/null 2>&1 &!
         fi
@@ -179,6 +205,8 @@ if path mtime --relative / >/dev/null 2>/dev/null
                 if string match -qr '^[0-9]+$' -- "$due"
                     set -g __pgiam_soon (math $due - $t[1])
                     set -g __pgiam_late (math $due + {margin} - $t[1])
+                    # An age below this means the clock is far behind the next-due (it jumped).
+                    set -g __pgiam_jump (math $due - {limit} - $t[1])
                 end
                 # Cache only a file at least 2 s old: a rewrite within the second we read it
                 # would keep the same mtime and go unnoticed.
@@ -188,13 +216,14 @@ if path mtime --relative / >/dev/null 2>/dev/null
                     set -g __pgiam_mtime ''
                 end
             end
-            if test -n "$__pgiam_soon"; and test $t[2] -ge $__pgiam_soon
+            if test -n "$__pgiam_soon"; and begin; test $t[2] -ge $__pgiam_soon; or test $t[2] -lt $__pgiam_jump; or {changed}; end
                 set -l now (math $t[1] + $t[2])
                 if test $now -ge $__pgiam_retry
                     set -g __pgiam_retry (math $now + {retry})
-                    if test $t[2] -ge $__pgiam_late
-                        # Expired: wait for the new token so the command typed next can connect.
-                        command {cmd} </dev/null >/dev/null 2>&1
+                    if test $t[2] -ge $__pgiam_late; or test $t[2] -lt $__pgiam_jump; or {changed}
+                        # Expired, a next-due from another clock, or a libpq file / the config
+                        # changed since: wait (at most {wait}s, pgiam bounds it) for the new token.
+                        command {cmd_wait} </dev/null >/dev/null 2>&1
                     else
                         # Still valid: in the background, disowned, so fish never reports the job.
                         command {cmd} </dev/null >/dev/null 2>&1 &

@@ -1,25 +1,30 @@
-"""pgiam's state file (no tokens in it) and the one-number "next due" file for shell hooks."""
+"""pgiam's state file (no tokens in it) and the one-number "next due" file for shell hooks; pure."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 
-from pgiam.fileio import atomic_write, read_bytes
-
-RETRY_AFTER = 60  # seconds between attempts after a failed refresh, so hooks don't retry on every prompt
+from pgiam import freshness
 
 
 @dataclass(frozen=True)
 class ServiceState:
+    """What pgiam remembers of one service: the token it wrote and the last failure."""
+
     key: str  # "host:port:user" the token was written for; a changed service is due at once
-    minted: float | None = None
-    expires: float | None = None
+    minted: float | None = None  # the token's signing time (its X-Amz-Date)
+    expires: float | None = None  # effective expiry: min(signed + lifetime, credentials' expiry)
     error: str | None = None
     hint: str | None = None
     failed_at: float | None = None
+    code: int | None = None  # the exit code of the last failure
+    failures: int = 0  # consecutive failed refreshes, for the retry backoff
+    profile: str | None = None  # the AWS profile that signed (None: botocore's default chain)
+
+
+_FIELDS = {f.name for f in fields(ServiceState)}
 
 
 def parse_state(data: bytes | None) -> dict[str, ServiceState]:
@@ -28,7 +33,10 @@ def parse_state(data: bytes | None) -> dict[str, ServiceState]:
         return {}
     try:
         raw = json.loads(data)
-        states = {name: ServiceState(**entry) for name, entry in raw.get("services", {}).items()}
+        entries = raw.get("services", {})
+        # Unknown keys (a newer pgiam) are dropped rather than making the whole file unreadable.
+        states = {name: ServiceState(**{k: v for k, v in entry.items() if k in _FIELDS})
+                  for name, entry in entries.items()}
     except (ValueError, TypeError, AttributeError, RecursionError):
         return {}
     # A hand-edited or damaged file with `"expires": "soon"` must not crash the prompt hook later.
@@ -44,7 +52,9 @@ def _well_typed(s: ServiceState) -> bool:
     def txt(v: object) -> bool:
         return v is None or isinstance(v, str)
 
-    return isinstance(s.key, str) and num(s.minted) and num(s.expires) and num(s.failed_at) and txt(s.error) and txt(s.hint)
+    return (isinstance(s.key, str) and num(s.minted) and num(s.expires) and num(s.failed_at)
+            and txt(s.error) and txt(s.hint) and txt(s.profile) and num(s.code)
+            and isinstance(s.failures, int) and not isinstance(s.failures, bool))
 
 
 def render_state(states: dict[str, ServiceState]) -> bytes:
@@ -52,25 +62,26 @@ def render_state(states: dict[str, ServiceState]) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
-def load_state(path: Path) -> dict[str, ServiceState]:
-    return parse_state(read_bytes(path))
-
-
-def save_state(path: Path, states: dict[str, ServiceState]) -> None:
-    atomic_write(path, render_state(states), 0o600)
-
-
 def due_at(s: ServiceState | None, margin: int) -> float:
-    """When this service's token needs renewing (0: now)."""
-    if s is None or s.expires is None:
-        return 0.0
-    at = s.expires - margin
-    if s.error and s.failed_at is not None:
-        at = max(at, s.failed_at + RETRY_AFTER)
+    """When this service's token needs renewing by pgiam's notes (0: now); failures back off."""
+    at = 0.0
+    if s is not None and s.minted is not None and s.expires is not None:
+        at = freshness.due_at(s.minted, s.expires, margin)
+    if s is not None and s.error and s.failed_at is not None:
+        at = max(at, freshness.retry_at(s.failed_at, s.failures or 1))
     return at
 
 
-def next_due(states: dict[str, ServiceState], names: list[str], margin: int) -> int | None:
-    """The earliest renewal instant over `names`, as a whole epoch second (None: no services)."""
+def next_due(states: dict[str, ServiceState], names: list[str], margin: int, now: float) -> int | None:
+    """The earliest renewal instant over `names`, as a whole epoch second (None: no services).
+
+    Never more than one token life ahead of `now`: a later value would be a clock that jumped.
+    """
     times = [due_at(states.get(n), margin) for n in names]
-    return math.floor(min(times)) if times else None
+    if not times:
+        return None
+    return math.floor(freshness.next_due_bound(now, min(times)))
+
+
+def render_next_due(due: int) -> bytes:
+    return f"{due}\n".encode()

@@ -32,12 +32,14 @@ class Setup:
     done: Path
     due_file: Path
     notice_file: Path
+    watched: Path | None = None
 
     def snippet(self, shell: str) -> Path:
         """Write the rendered hook for `shell` to a file and return its path."""
         path = self.root / f"hook.{shell}"
         path.write_text(render_hook(shell, exe=[str(self.fake)], next_due_file=self.due_file,
-                                    notice_file=self.notice_file, margin=MARGIN))
+                                    notice_file=self.notice_file, margin=MARGIN,
+                                    watch=[self.watched] if self.watched else ()))
         return path
 
     def set_due(self, offset: int, age: int = 0) -> None:
@@ -64,12 +66,12 @@ def setup(tmp_path: Path) -> Setup:
         return "'" + str(p).replace("'", "'\\''") + "'"
 
     fake = root / "fake pgiam"
-    # Logs its start, sleeps ($FAKE_SLEEP), rewrites next-due far ahead, then marks itself done.
+    # Logs its start, sleeps ($FAKE_SLEEP), rewrites next-due 600 s ahead, then marks itself done.
     fake.write_text(
         "#!/bin/sh\n"
         f"echo \"start $*\" >> {q(log)}\n"
         "sleep \"${FAKE_SLEEP:-0}\"\n"
-        f"echo 9999999999 > {q(due)}\n"
+        f"echo $(( $(date +%s) + 600 )) > {q(due)}\n"
         f"echo end >> {q(log)}\n"
         f": > {q(done)}\n"
     )
@@ -175,7 +177,7 @@ def install(shell: str, setup: Setup) -> str:
 @pytest.mark.parametrize("shell", SHELLS)
 def test_fresh_token_300_prompts_spawn_nothing(shell: str, setup: Setup) -> None:
     """Sourced twice in a non-interactive shell: one hook, the user's hook kept, no process while fresh."""
-    setup.set_due(3600, age=60)  # an old file: fish's hook caches it (the other test uses a new one)
+    setup.set_due(600, age=60)  # an old file: fish's hook caches it (the other test uses a new one)
     start, end = markers(setup)
     body = install(shell, setup)
     body += f"true < {quote(shell, start)}\nsim 300\ntrue < {quote(shell, end)}\n" + REPORT[shell]
@@ -236,13 +238,47 @@ def test_expired_token_refreshes_synchronously(shell: str, setup: Setup) -> None
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     assert value(proc.stdout, "DONE") == "yes"
     # The fake moved next-due ahead, so the next 20 prompts ran nothing.
-    assert setup.runs() == ["start refresh --if-needed --quiet", "end"]
+    assert setup.runs() == ["start refresh --if-needed --quiet --wait 3", "end"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_next_due_from_another_clock_refreshes_synchronously(shell: str, setup: Setup) -> None:
+    """A next-due further ahead than a token lives (the clock jumped back, a restored backup):
+    the hook does not trust it and runs the full check at once, waiting for it."""
+    setup.set_due(86400, age=60)
+    body = install(shell, setup) + "sim 1\n" + IF_EXISTS[shell].format(f=quote(shell, setup.done), tag="DONE")
+    body += "sim 20\n"
+    proc = run(shell, setup, body)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert value(proc.stdout, "DONE") == "yes"
+    assert setup.runs() == ["start refresh --if-needed --quiet --wait 3", "end"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_watched_file_changed_after_next_due_runs_the_full_check(shell: str, setup: Setup) -> None:
+    """~/.pgpass edited (a block deleted) after pgiam wrote next-due: the next prompt checks, once."""
+    setup.watched = setup.root / ".pgpass"
+    setup.watched.write_text("")
+    setup.set_due(600, age=60)
+    old = time.time() - 120
+    os.utime(setup.watched, (old, old))
+    w = quote(shell, setup.watched)
+    body = install(shell, setup) + "sim 5\n"
+    body += IF_EXISTS[shell].format(f=quote(shell, setup.done), tag="BEFORE")
+    body += f"echo edited > {w}\nsim 1\n" + IF_EXISTS[shell].format(f=quote(shell, setup.done), tag="DONE")
+    body += "sim 20\n"
+    proc = run(shell, setup, body)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert value(proc.stdout, "BEFORE") == "no"
+    assert value(proc.stdout, "DONE") == "yes"
+    # The fake rewrote next-due after the edit, so the 20 prompts after it ran nothing.
+    assert setup.runs() == ["start refresh --if-needed --quiet --wait 3", "end"]
 
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_notice_printed_once_per_text(shell: str, setup: Setup) -> None:
     """A notice shows once over many prompts; a new text shows once more; after removal, again."""
-    setup.set_due(3600)
+    setup.set_due(600)
     n = quote(shell, setup.notice_file)
     body = install(shell, setup)
     body += f"echo 'refresh failed: run aws sso login' > {n}\nsim 50\n"
@@ -280,7 +316,7 @@ def test_bash_prompt_command_array(setup: Setup) -> None:
 
 def test_bash_keeps_exit_status_and_nounset(setup: Setup) -> None:
     """The bash hook leaves $? as it found it and works under set -u (user shells may set it)."""
-    setup.set_due(3600)
+    setup.set_due(600)
     body = "set -u\nunset PROMPT_COMMAND\n" + install("bash", setup)
     body += "(exit 7); eval \"$PROMPT_COMMAND\"; echo \"STATUS=$?\"\n"
     proc = run("bash", setup, body)
@@ -291,7 +327,7 @@ def test_bash_keeps_exit_status_and_nounset(setup: Setup) -> None:
 @pytest.mark.parametrize("shell", SHELLS)
 def test_rewritten_next_due_is_noticed(shell: str, setup: Setup) -> None:
     """A next-due file rewritten between prompts is read again (fish caches by mtime)."""
-    setup.set_due(3600, age=60)
+    setup.set_due(600, age=60)
     expired = int(time.time()) - MARGIN - 5
     body = install(shell, setup) + "sim 5\n"
     body += f"echo {expired} > {quote(shell, setup.due_file)}\nsim 1\n"
@@ -299,4 +335,4 @@ def test_rewritten_next_due_is_noticed(shell: str, setup: Setup) -> None:
     proc = run(shell, setup, body)
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     assert value(proc.stdout, "DONE") == "yes"
-    assert setup.runs() == ["start refresh --if-needed --quiet", "end"]
+    assert setup.runs() == ["start refresh --if-needed --quiet --wait 3", "end"]

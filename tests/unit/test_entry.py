@@ -55,10 +55,11 @@ def test_due_or_edited_config_takes_the_full_path(run_cli, home: Path, ca_file: 
     os.utime(cfg, (later, later))  # edited by hand after the last refresh
     code, heavy = probe(home)
     assert code == "0" and "pgiam.refresh" in heavy and "botocore" not in heavy  # full path, still nothing due
-    state = home / ".local" / "state" / "pgiam" / "state.json"
-    doc = json.loads(state.read_text())
-    doc["services"]["prod"]["expires"] = time.time() + 10  # within the renewal margin: due now
-    state.write_text(json.dumps(doc))
     (home / ".local" / "state" / "pgiam" / "next-due").write_text(f"{int(time.time()) - 1}\n")
     code, heavy = probe(home)
+    assert code == "0" and "botocore" not in heavy  # next-due says due, but the token in ~/.pgpass is fresh
+    pgpass = home / ".pgpass"
+    pgpass.write_text("")  # pgiam's block deleted by hand (issue 11): the token is gone, so it is due
+    code, heavy = probe(home)
     assert code == "0" and "botocore" in heavy
+    assert "db.cluster-x.us-east-1.rds.amazonaws.com" in pgpass.read_text()

@@ -1,0 +1,59 @@
+"""Bounded waiting: `refresh --wait N` returns after N seconds while the work goes on detached.
+
+fish has no read timeout and a prompt must not hang on an unresponsive SSO endpoint, so the bound
+lives here: the process the shell waits for forks; the child (in a session of its own, so Ctrl-C at
+the prompt does not reach it) does the work; the parent relays the child's output until it exits or
+the deadline passes, then returns. The child's later writes go to a closed pipe and are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+
+
+def run_bounded(seconds: float) -> tuple[bool, int]:
+    """Fork. In the child return (True, 0): do the work. In the parent return (False, code): the
+    child's exit code when it finished within `seconds`, else 0 (still running, detached)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        os.close(out_r)
+        os.close(err_r)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
+        return True, 0
+    os.close(out_w)
+    os.close(err_w)
+    deadline = time.monotonic() + seconds
+    open_fds = {out_r: sys.stdout, err_r: sys.stderr}
+    try:
+        while open_fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(list(open_fds), [], [], left)
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    del open_fds[fd]
+                    continue
+                stream = open_fds[fd]
+                stream.flush()
+                stream.buffer.write(chunk) if hasattr(stream, "buffer") else stream.write(chunk.decode(errors="replace"))
+                stream.flush()
+    finally:
+        for fd in (out_r, err_r):
+            os.close(fd)
+    if open_fds:
+        return False, 0  # still running: it goes on in its own session
+    _, status = os.waitpid(pid, 0)
+    return False, os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1

@@ -1,0 +1,72 @@
+"""What the command modules share: the output object, the subparser factory, time formatting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Protocol, TextIO
+
+from pgiam.errors import PgiamError
+
+
+class Out:
+    """Where commands print; tests capture both streams."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+        self.stdout, self.stderr = stdout, stderr
+
+    def print(self, *lines: str) -> None:
+        for line in lines:
+            print(line, file=self.stdout)
+
+    def note(self, line: str) -> None:
+        print(f"pgiam: {line}", file=self.stderr)
+
+    def error(self, err: PgiamError) -> None:
+        print(f"pgiam: {err.message}", file=self.stderr)
+        if err.hint:
+            print(f"hint: {err.hint}", file=self.stderr)
+
+    def json(self, obj: Any) -> None:
+        print(json.dumps(obj, indent=2, sort_keys=True), file=self.stdout)
+
+
+class Subparsers(Protocol):
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def command(sub: Subparsers, name: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand parser whose description is its help line and whose epilog keeps its layout."""
+    return sub.add_parser(name, help=help, description=help, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def actions(p: argparse.ArgumentParser) -> Subparsers:
+    """A required ACTION level under `p` (sandbox, timer, certs)."""
+    s = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    s.required = True
+    return s  # type: ignore[return-value]
+
+
+def exe() -> list[str]:
+    """How to run this pgiam again from a timer or hook: the absolute script path, else python -m pgiam."""
+    arg0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(arg0) == "pgiam" and os.path.isfile(arg0):
+        return [os.path.abspath(arg0)]
+    return [sys.executable, "-m", "pgiam"]
+
+
+def left(expires: float | None, now: float) -> str:
+    if expires is None:
+        return "no token"
+    secs = int(expires - now)
+    if secs <= 0:
+        return "expired"
+    return f"{secs // 60} min {secs % 60:02d} s left"
+
+
+def clock(ts: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"

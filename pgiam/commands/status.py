@@ -1,0 +1,39 @@
+"""`pgiam status`: token expiry and the last error per service, read from the files themselves."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from pgiam.commands._common import Out, Subparsers, clock, command, left
+from pgiam.errors import ExitCode
+from pgiam.paths import Paths
+
+
+def register(sub: Subparsers) -> None:
+    st = command(sub, "status", "token expiry and last error per service")
+    st.add_argument("names", nargs="*", metavar="NAME", help="services to show (default: all)")
+    st.add_argument("--json", action="store_true", help="machine-readable output (see JSON OUTPUT in man pgiam)")
+
+
+def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
+    from pgiam import status
+
+    now = time.time()
+    report = status.report(paths, now, args.names)
+    if args.json:
+        out.json(report.to_json())
+        return ExitCode.OK
+    if not report.services:
+        out.print("no services yet: add one with `pgiam add NAME --host HOST --user USER`")
+    for r in report.services:
+        s = r.service
+        line = f"{s.name}\t{s.user}@{s.host}:{s.port}\tprofile {s.profile or 'default'}\t"
+        if r.token in ("missing", "invalid"):
+            line += f"{r.token}: {r.reason}"
+        else:
+            line += f"expires {clock(r.expires)} ({left(r.expires, now)})"
+        if r.error:
+            line += f"\tlast error: {r.error}"
+        out.print(line)
+    return ExitCode.OK

@@ -1,0 +1,219 @@
+"""pgiam's managed files as one store: both libpq files, the config, the state and next-due.
+
+Reading gives a `Snapshot` (what the files say now); writing is a list of `Change`s computed by
+pure merges from the config and the tokens in hand, committed all-or-nothing by fileio.write_all
+under pgiam's one lock. Nothing here prints or mints.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pgiam import freshness, pgpass, servicefile, tokeninfo
+from pgiam.config import Config, Service
+from pgiam.errors import ConfigError, FileError
+from pgiam.fileio import read_bytes, remove_stale_temps, resolve_target, write_all
+from pgiam.paths import Paths
+from pgiam.state import ServiceState, next_due, parse_state, render_next_due, render_state
+
+ENCODING = ("utf-8", "surrogateescape")  # foreign bytes round-trip exactly, even when not UTF-8
+
+Change = tuple[Path, bytes, int]
+
+
+def decode(data: bytes | None) -> str:
+    return "" if data is None else data.decode(*ENCODING)
+
+
+def encode(text: str) -> bytes:
+    return text.encode(*ENCODING)
+
+
+def no_such_service(paths: Paths, name: str) -> ConfigError:
+    """The one "no service named" error."""
+    return ConfigError(f"no service named {name!r} in {paths.config_file}", "see `pgiam list` for the configured services")
+
+
+def select(paths: Paths, config: Config, names: Iterable[str] | None) -> list[str]:
+    """The services named (all when None or empty), each checked to exist."""
+    chosen = list(names or ())
+    for n in chosen:
+        if n not in config.services:
+            raise no_such_service(paths, n)
+    return chosen or list(config.services)
+
+
+def key_of(svc: Service) -> pgpass.Key:
+    """libpq matches ~/.pgpass on the host name (not hostaddr) and the port it dials."""
+    return pgpass.Key(svc.host, str(svc.dial_port), svc.user)
+
+
+def key_str(svc: Service) -> str:
+    k = key_of(svc)
+    return f"{k.host}:{k.port}:{k.user}"
+
+
+def state_of(svc: Service, states: Mapping[str, ServiceState]) -> ServiceState | None:
+    """The state row of `svc`, only if it was written for this service's host, port and user."""
+    s = states.get(svc.name)
+    return s if s is not None and s.key == key_str(svc) else None
+
+
+def service_entry(svc: Service, sslrootcert: str) -> servicefile.Entry:
+    """The keys libpq needs: the real endpoint in `host` (certificate and ~/.pgpass match), hostaddr for `via`."""
+    keys: list[tuple[str, str]] = [("host", svc.host)]
+    if svc.via:
+        keys.append(("hostaddr", svc.via.addr))
+    keys.append(("port", str(svc.dial_port)))
+    keys.append(("user", svc.user))
+    if svc.dbname:
+        keys.append(("dbname", svc.dbname))
+    keys.append(("sslmode", "verify-full"))
+    keys.append(("sslrootcert", sslrootcert))
+    if svc.require_auth:
+        keys.append(("require_auth", "password"))
+    return servicefile.Entry(svc.name, keys)
+
+
+def default_sslrootcert(paths: Paths, svc: Service) -> str:
+    """The managed bundle of the service's partition, as an absolute path."""
+    from pgiam import certs
+
+    return str(certs.bundle_path(paths, certs.partition_for_region(svc.region)))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the files say right now."""
+
+    pgpass_text: str
+    service_text: str
+    tokens: dict[pgpass.Key, str]
+    sections: frozenset[str]  # names of pgiam's sections in the service file
+    states: dict[str, ServiceState]
+
+
+def read(paths: Paths) -> Snapshot:
+    pg = decode(read_bytes(paths.pgpass))
+    sv = decode(read_bytes(paths.service_file))
+    return Snapshot(pg, sv, pgpass.parse_tokens(pg), frozenset(servicefile.managed_names(sv)),
+                    parse_state(read_bytes(paths.state_file)))
+
+
+def verdict(svc: Service, snap: Snapshot, now: float, margin: int) -> freshness.Verdict:
+    """The freshness rule applied to the token the password file holds for `svc`."""
+    token = snap.tokens.get(key_of(svc))
+    info = tokeninfo.try_decode(token)
+    st = state_of(svc, snap.states)
+    # pgiam's note of the credentials' expiry applies only to the very token it wrote.
+    creds = st.expires if st is not None and info is not None and st.minted == info.signed_at else None
+    port = None if info is not None and info.service == "dsql" else svc.port
+    user = None if info is not None and info.service == "dsql" else svc.user
+    return freshness.judge(now, info, host=svc.host, port=port, user=user, region=svc.region, margin=margin,
+                           credentials_expire=creds, malformed=token is not None and info is None)
+
+
+def reconcile(svc: Service, snap: Snapshot, v: freshness.Verdict) -> ServiceState | None:
+    """A state row that agrees with the file: a token pgiam did not note (a restored backup) is noted,
+    and a token that is gone or unusable is forgotten; failures are kept."""
+    st = state_of(svc, snap.states)
+    info = tokeninfo.try_decode(snap.tokens.get(key_of(svc)))
+    if info is None or v.reason in ("mismatch", "future"):
+        return replace(st, minted=None, expires=None) if st is not None else None
+    if st is not None and st.minted == info.signed_at:
+        return st
+    return replace(st or ServiceState(key_str(svc)), minted=info.signed_at, expires=v.expires)
+
+
+def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str], notices: list[str],
+               drop_foreign: Iterable[str] = ()) -> list[Change]:
+    """The writes that bring pgiam's blocks in both libpq files in line with `config` and the tokens."""
+    for p in (paths.pgpass, paths.service_file, paths.state_file, paths.config_file, paths.next_due_file):
+        remove_stale_temps(p)
+    changes: list[Change] = []
+    data = read_bytes(paths.pgpass)
+    text = decode(data)
+    current = pgpass.parse_tokens(text)
+    wanted = {key_of(s) for s in config.services.values()}
+    tokens = {k: new_tokens.get(k) or current[k] for k in wanted if k in new_tokens or k in current}
+    new_text = pgpass.merge(text, tokens)
+    loose = False
+    if data is not None:
+        st = os.stat(resolve_target(paths.pgpass))
+        if not stat.S_ISREG(st.st_mode):
+            raise FileError(f"{paths.pgpass} is not a regular file", f"point PGPASSFILE at a regular file, or move {paths.pgpass} away")
+        loose = bool(st.st_mode & 0o077)
+    if new_text != text or loose or (data is None and tokens):
+        changes.append((paths.pgpass, encode(new_text), 0o600))
+        if loose:
+            notices.append(f"{paths.pgpass} was readable by group/others (libpq ignores such a file); pgiam made it 0600")
+    data = read_bytes(paths.service_file)
+    text = decode(data)
+    entries = [service_entry(s, s.sslrootcert or default_sslrootcert(paths, s)) for _, s in sorted(config.services.items())]
+    new_text = servicefile.merge(text, entries, drop_foreign)
+    if new_text != text:
+        mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file)).st_mode) if data is not None else 0o600
+        changes.append((paths.service_file, encode(new_text), mode))
+    return changes
+
+
+def plan_state(paths: Paths, config: Config, states: Mapping[str, ServiceState], now: float,
+               force: bool = False) -> list[Change]:
+    """state.json and next-due for `states` (rows of removed services dropped), when they change.
+
+    next-due is rewritten whenever anything else is written (`force`), and whenever it is older than
+    the config or either libpq file: its mtime tells the fast path (pgiam.entry) and the prompt
+    hooks that pgiam judged those files after their last change.
+    """
+    kept = {n: s for n, s in states.items() if n in config.services}
+    changes: list[Change] = []
+    new = render_state(kept)
+    if read_bytes(paths.state_file) != new:
+        changes.append((paths.state_file, new, 0o600))
+    due = next_due(kept, list(config.services), config.defaults.renewal_margin, now)
+    if due is not None:
+        data = render_next_due(due)
+        if force or changes or read_bytes(paths.next_due_file) != data or _stale(paths):
+            changes.append((paths.next_due_file, data, 0o600))
+    return changes
+
+
+def _stale(paths: Paths) -> bool:
+    """Is next-due missing, or not newer than the config and both libpq files?"""
+    try:
+        due = os.stat(paths.next_due_file).st_mtime_ns
+    except OSError:
+        return True
+    for p in (paths.config_file, paths.pgpass, paths.service_file):
+        try:
+            if os.stat(p).st_mtime_ns > due:  # the same clock tick counts as older, as in pgiam.entry
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
+def clear_next_due(paths: Paths) -> None:
+    """No services: nothing is ever due, and the hooks stay silent."""
+    try:
+        os.unlink(paths.next_due_file)
+    except FileNotFoundError:
+        pass
+
+
+def commit(paths: Paths, changes: list[Change], config: Config) -> list[Path]:
+    """Write all changes or none (fileio.write_all rolls back), creating pgiam's directories first."""
+    from pgiam.fileio import ensure_private_dir
+
+    if any(p.parent == paths.state_dir for p, _, _ in changes):
+        ensure_private_dir(paths.state_dir)
+    if any(p == paths.config_file for p, _, _ in changes):
+        ensure_private_dir(paths.config_dir)
+    wrote = write_all(changes)
+    if not config.services:
+        clear_next_due(paths)
+    return wrote
