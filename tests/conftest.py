@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,12 @@ def ca_file(home: Path) -> Path:
     p = home / "ca.pem"
     p.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
     return p
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """One real moto server (STS, RDS, DSQL, IAM …) for the whole run; tests reset it as they need."""
+    from tests.awsfake import moto_server
+
+    with moto_server() as url:
+        yield url
