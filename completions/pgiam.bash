@@ -51,6 +51,14 @@ _pgiam() {
             _pgiam_offer aws aws-us-gov aws-cn
             return
             ;;
+        --format)
+            _pgiam_offer sh fish json
+            return
+            ;;
+        --scheme)
+            _pgiam_offer postgresql postgresql+psycopg postgresql+psycopg2 postgresql+asyncpg
+            return
+            ;;
         --every)
             _pgiam_offer 1m 5m 10m 15m 30m 60m  # whole minutes, 1m to 60m
             return
@@ -68,7 +76,7 @@ _pgiam() {
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
         case $w in
-            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition)
+            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --format | --scheme)
                 ((i++))
                 [[ ${words[i]-} == = ]] && ((i++))
                 ;;
@@ -81,13 +89,17 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token sandbox hook timer certs)
+        args=(add remove list status refresh token env url sandbox hook timer certs)
     else
         opts=(--help -h)
         case $cmd in
             add) opts+=(--host --port --user --dbname --region --profile --via --sslrootcert
                         --require-auth --replace --no-refresh) ;;
             remove | token) ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services) ;;
+            env | url)
+                [[ $cmd == env ]] && opts+=(--format) || opts+=(--scheme)
+                ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services)
+                ;;
             list) opts+=(--json --names) ;;
             status | refresh)
                 opts+=(--json)

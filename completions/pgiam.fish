@@ -15,7 +15,7 @@ function __pgiam_args --description 'the positional words before the cursor: com
             continue
         end
         switch $t
-            case --host --port --user --dbname --region --profile --via --sslrootcert --every --url --partition
+            case --host --port --user --dbname --region --profile --via --sslrootcert --every --url --partition --format --scheme
                 set skip 1
             case '-*'
             case '*'
@@ -54,7 +54,9 @@ complete -c pgiam -n __pgiam_at -a remove -d 'remove a service and its token lin
 complete -c pgiam -n __pgiam_at -a list -d 'list configured services'
 complete -c pgiam -n __pgiam_at -a status -d 'token expiry and last error per service'
 complete -c pgiam -n __pgiam_at -a refresh -d 'mint fresh tokens into ~/.pgpass'
-complete -c pgiam -n __pgiam_at -a token -d 'print a fresh token on stdout'
+complete -c pgiam -n __pgiam_at -a token -d 'print a valid token on stdout'
+complete -c pgiam -n __pgiam_at -a env -d 'print the PG* variables of a service'
+complete -c pgiam -n __pgiam_at -a url -d 'print a connection URI for a service'
 complete -c pgiam -n __pgiam_at -a sandbox -d 'a local PostgreSQL that checks IAM tokens like RDS'
 complete -c pgiam -n __pgiam_at -a hook -d 'print a prompt hook that keeps tokens fresh'
 complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user timer or cron'
@@ -76,6 +78,11 @@ complete -c pgiam -n '__pgiam_in add' -l no-refresh -d 'do not mint a token now'
 # remove NAME, token NAME, refresh [NAME...]
 complete -c pgiam -n '__pgiam_at remove' -a '(__pgiam_services)' -d 'service'
 complete -c pgiam -n '__pgiam_at token' -a '(__pgiam_services)' -d 'service'
+# env NAME [--format sh|fish|json], url NAME [--scheme SCHEME]
+complete -c pgiam -n '__pgiam_at env' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in env' -l format -x -a 'sh fish json' -d 'shell syntax or JSON'
+complete -c pgiam -n '__pgiam_at url' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in url' -l scheme -x -a 'postgresql postgresql+psycopg postgresql+psycopg2 postgresql+asyncpg' -d 'URI scheme'
 complete -c pgiam -n '__pgiam_in refresh' -a '(__pgiam_services)' -d 'service'
 complete -c pgiam -n '__pgiam_in refresh' -l if-needed -d 'only tokens that are due'
 complete -c pgiam -n '__pgiam_in refresh' -l wait -x -d 'return after at most SECONDS'
