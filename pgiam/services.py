@@ -75,8 +75,19 @@ def with_tls_defaults(paths: Paths, svc: Service, notices: list[str]) -> Service
         libpq.check_service_keys(keys, version)
     extra = sorted(set(keys) - libpq.JDBC_SAFE_KEYS)
     if extra or keys.get("sslrootcert") == "system":
-        what = ", ".join(extra) or "sslrootcert=system"
-        notices.append(f"{svc.name} uses {what}: JDBC clients (pgJDBC: DataGrip, IntelliJ...) cannot use this service entry")
+        system = keys.get("sslrootcert") == "system"
+        what = ", ".join(extra + (["sslrootcert=system"] if system else []))
+        sent = [k for k in extra if k != "hostaddr"]
+        harm = (["pgJDBC (DBeaver, DataGrip, IntelliJ) cannot use this service entry"]
+                + (["pgx v4 sends hostaddr to the server (FATAL) and asyncpg ignores it"] if "hostaddr" in extra else [])
+                + ([f"pgx v4 sends {', '.join(sent)} to the server (FATAL)"] if sent else [])
+                + (["pgx v4 and asyncpg read sslrootcert=system as a file name"] if system else []))
+        notices.append(
+            f"{svc.name} uses {what}: " + "; ".join(harm) + f"; for these clients take the settings from `pgiam env"
+            f" {svc.name}` and the password from `pgiam token {svc.name}`"
+            + (" with a CA file instead of system" if system else "")
+            + (", dialling the tunnel's address but checking the certificate against the host name" if "hostaddr" in extra else "")
+            + " (README: Clients)")
     return svc
 
 
