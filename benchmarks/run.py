@@ -7,7 +7,7 @@ Everything runs in a throwaway HOME with dummy static AWS keys (tokens are signe
 reaches AWS). Absolute times drift on a shared machine: read the ratios, which compare commands
 measured interleaved in the same run.
 
-Targets (issue 4): no-op <= 1.3x interpreter start; token <= 0.4x the AWS CLI; 100 services <= 1.2x
+Targets (issue 4): no-op <= 1.3x interpreter start; token (fresh, printed from ~/.pgpass) <= 0.15x the AWS CLI (benchmarks/token.py also times a due one); 100 services <= 1.2x
 one service; hook < 0.1 ms per prompt with zero processes; refresh peak memory <= 0.6x the AWS CLI's.
 """
 
@@ -143,7 +143,7 @@ def main() -> None:
             aws_argv = [aws, "rds", "generate-db-auth-token", "--hostname", HOST, "--port", "5432",
                         "--region", "us-west-2", "--username", "bench"]
             a, b, _, mb_aws = compare([*pgiam_cmd(), "token", "svc0"], one, aws_argv, one, args.runs)
-            rows.append(("pgiam token vs aws rds generate-db-auth-token", f"{a*1e3:.0f} ms", f"{b*1e3:.0f} ms", f"{a/b:.2f}x", "<= 0.4x"))
+            rows.append(("pgiam token (fresh) vs aws rds generate-db-auth-token", f"{a*1e3:.0f} ms", f"{b*1e3:.0f} ms", f"{a/b:.2f}x", "<= 0.15x"))
             rows.append(("peak memory: pgiam refresh vs the AWS CLI", f"{refresh_rss/1024:.1f} MiB", f"{mb_aws/1024:.1f} MiB",
                          f"{refresh_rss/mb_aws:.2f}x", "<= 0.6x"))
         else:
