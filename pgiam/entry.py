@@ -81,14 +81,114 @@ def _read_regular(path: str, limit: int = 1 << 22) -> bytes:
         os.close(fd)
 
 
+# What the fast path reads, with the standard library only: no dataclasses (whose import of `inspect`
+# alone costs as much as the rest), so not pgiam.pgpass/tokeninfo/freshness themselves. Their rules
+# are mirrored below and tests/unit/test_token_callback.py checks the mirror against them.
+_BEGIN, _END = "# BEGIN pgiam", "# END pgiam"  # pgiam.pgpass's block markers
+
+
+def _pgpass_fields(line: str) -> list[str]:
+    """One ~/.pgpass line's unescaped fields, as pgiam.pgpass.split_fields (libpq's passwordFromFile)."""
+    fields: list[str] = []
+    cur: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\" and i + 1 < n:
+            cur.append(line[i + 1])
+            i += 2
+            continue
+        if c == ":":
+            if len(fields) == 4:  # the password ends at the first unescaped `:`
+                break
+            fields.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    fields.append("".join(cur))
+    return fields
+
+
+def _pgpass_token(text: str, host: str, port: str, user: str) -> str | None:
+    """The token of pgiam's block for host:port:user (pgiam.pgpass.parse_tokens: the first
+    well-formed block, its first line for the key)."""
+    lines = [ln.rstrip("\r\n") for ln in text.split("\n")]
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith(_BEGIN):
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith((_END, _BEGIN)):
+                j += 1
+            if j < len(lines) and lines[j].startswith(_END):
+                for line in lines[i + 1:j]:
+                    if line and not line.startswith("#"):
+                        f = _pgpass_fields(line)
+                        if len(f) == 5 and (f[0], f[1], f[3]) == (host, port, user):
+                            return f[4]
+                return None
+        i += 1
+    return None
+
+
+def _token_facts(token: str) -> tuple[str, int | None, str | None, str, str, float, int] | None:
+    """(host, port, DBUser, region, signing service, signed at, lifetime) of a presigned SigV4 token,
+    as pgiam.tokeninfo.decode reads them; None for anything it would refuse."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if not token or any(c.isspace() for c in token):
+        return None
+    try:
+        parts = urlsplit("https://" + token)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return None
+    q = parse_qs(parts.query, keep_blank_values=True)
+    one = {k: v[0] for k, v in q.items() if len(v) == 1}
+    need = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-Signature", "Action")
+    if any(k not in one for k in need) or one["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256" or not host:
+        return None
+    scope = one["X-Amz-Credential"].split("/")
+    stamp = one["X-Amz-Date"]
+    if len(scope) != 5 or scope[4] != "aws4_request" or not stamp.startswith(scope[1]):
+        return None
+    import datetime  # a built-in module; time.strptime would import _strptime, calendar and locale
+
+    if len(stamp) != 16 or stamp[8] != "T" or stamp[15] != "Z" or not (stamp[:8] + stamp[9:15]).isdigit():
+        return None
+    try:
+        fields = (int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]), int(stamp[11:13]), int(stamp[13:15]))
+        signed = datetime.datetime(*fields, tzinfo=datetime.timezone.utc).timestamp()
+        lifetime = int(one["X-Amz-Expires"], 10)
+    except ValueError:
+        return None
+    if lifetime <= 0:
+        return None
+    return host.lower(), port, q.get("DBUser", [None])[0], scope[2], scope[3], signed, lifetime
+
+
+def _fresh(now: float, facts: tuple[str, int | None, str | None, str, str, float, int], *, host: str,
+           port: int, user: str, region: str, margin: int, creds: float | None) -> bool:
+    """pgiam.freshness.judge(...).due is False, for a token pgiam.store.verdict would judge."""
+    t_host, t_port, t_user, t_region, service, signed, lifetime = facts
+    dsql = service == "dsql"
+    if (t_host != host.lower().rstrip(".") or t_port != (None if dsql else port) or t_region != region
+            or (not dsql and t_user != user)):
+        return False  # "mismatch"
+    expires = signed + lifetime if creds is None else min(signed + lifetime, creds)
+    if signed > now + 5 or lifetime > 900:  # freshness.CLOCK_TOLERANCE, TOKEN_LIFETIME: "future"
+        return False
+    life = max(0.0, expires - signed)
+    due = max(expires - min(float(margin), life / 2), signed + 30)  # freshness.due_at, MIN_INTERVAL
+    return now < due
+
+
 def cached_token(name: str) -> str | None:
     """The token ~/.pgpass holds for service `name` when the freshness rule says it is not due
-    (pgiam.freshness, as `refresh --if-needed` judges it); None sends the caller to the full path."""
+    (as `refresh --if-needed` judges it); None sends the caller to the full path."""
     import json
 
     import platformdirs
-
-    from pgiam import freshness, pgpass, tokeninfo
 
     env = os.environ
     home = env.get("HOME", "")
@@ -108,29 +208,26 @@ def cached_token(name: str) -> str | None:
         if not all(isinstance(v, str) for v in (host, user, region)) or not all(
                 type(v) is int for v in (port, dial_port, margin)):
             return None
-        tokens = pgpass.parse_tokens(_read_regular(pgpass_path).decode("utf-8", "surrogateescape"))
-        token = tokens.get(pgpass.Key(host, str(dial_port), user))
-        info = tokeninfo.try_decode(token)
-        if token is None or info is None:
+        text = _read_regular(pgpass_path).decode("utf-8", "surrogateescape")
+        token = _pgpass_token(text, host, str(dial_port), user)
+        facts = _token_facts(token) if token is not None else None
+        if token is None or facts is None:
             return None
         # pgiam's note of the credentials' expiry applies only to the very token it wrote (as in
         # pgiam.store.verdict): a token is refused once the credentials that signed it expire.
         creds = None
         try:
             row = json.loads(_read_regular(os.path.join(state_dir, "state.json")))["services"][name]
-            if row.get("key") == f"{host}:{dial_port}:{user}" and row.get("minted") == info.signed_at:
+            if row.get("key") == f"{host}:{dial_port}:{user}" and row.get("minted") == facts[5]:
                 creds = row.get("expires")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
         if creds is not None and (type(creds) not in (int, float) or creds != creds):
             return None
-        dsql = info.service == "dsql"
-        verdict = freshness.judge(time.time(), info, host=host, port=None if dsql else port,
-                                  user=None if dsql else user, region=region, margin=margin,
-                                  credentials_expire=creds)
+        fresh = _fresh(time.time(), facts, host=host, port=port, user=user, region=region, margin=margin, creds=creds)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return None if verdict.due else token
+    return token if fresh else None
 
 
 def _fast_token(argv: list[str]) -> bool:
