@@ -105,8 +105,9 @@ ASYNCPG = textwrap.dedent('''
 
     async def main() -> None:
         tls = ssl.create_default_context(cafile=cafile)  # verify-full: chain and host name
+        callback = token if service else None  # without one, asyncpg reads ~/.pgpass itself
         pool = await asyncpg.create_pool(host=host, port=int(port), user=user, database=database,
-                                         password=token, ssl=tls, min_size=2, max_size=2)
+                                         password=callback, ssl=tls, min_size=2, max_size=2)
         print(await pool.fetchval(sys.argv[7]))
         await pool.close()
 
@@ -125,6 +126,18 @@ def test_asyncpg_with_pgiam_token_as_password_callback(world: World, sb: dict[st
     bad[6] = str(unrelated_ca(tmp_path))
     p = run(world, [*bad, SQL])
     assert p.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in p.stderr
+
+
+def test_asyncpg_cannot_use_the_pgpass_line_alone(world: World, sb: dict[str, str], tmp_path: Path) -> None:
+    """Why the asyncpg recipe needs the callback: asyncpg's own ~/.pgpass reader does not unescape `\\:`
+    (asyncpg#1249), and every token holds one, so it sends a mangled token."""
+    script = tmp_path / "recipe_asyncpg.py"
+    script.write_text(ASYNCPG)
+    env = {"PGPASSFILE": str(world.home / ".pgpass")}
+    p = run(world, [sys.executable, str(script), sb["host"], sb["local_port"], "pgiam_sandbox", "postgres",
+                    sb["ca_file"], "", SQL], env)
+    assert p.returncode != 0 and "authentication failed" in p.stderr, p.stderr
+    no_token_in(p)
 
 
 # ---------------------------------------------------------------- node-postgres: password async function
