@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import datetime
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,19 +26,22 @@ def test_pgiam_token_equals_the_aws_cli(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("unused\n")
     w.pgiam("add", "prod", "--host", HOST, "--user", USER, "--sslrootcert", str(ca), "--no-refresh")
-    same_second = 0
-    for _ in range(10):
-        # No token in ~/.pgpass: `pgiam token` mints one now instead of printing the one it wrote last time.
-        (w.home / ".pgpass").unlink(missing_ok=True)
-        # Start both at once: tokens have one-second resolution, so most pairs share their X-Amz-Date.
-        ours = subprocess.Popen([sys.executable, "-m", "pgiam", "token", "prod"], env=w.env, stdout=subprocess.PIPE, text=True)
-        theirs = subprocess.run([aws, "rds", "generate-db-auth-token", "--hostname", HOST, "--port", "5432",
-                                 "--region", "us-west-2", "--username", USER], env=w.env, capture_output=True, text=True)
-        mine = ours.communicate(timeout=60)[0].strip()
-        assert ours.returncode == 0 and theirs.returncode == 0, theirs.stderr
-        cli = theirs.stdout.strip()
-        date = lambda t: re.search(r"X-Amz-Date=(\w+)", t).group(1)  # noqa: E731
-        if date(mine) == date(cli):
-            same_second += 1
-            assert mine == cli
-    assert same_second >= 1
+    # Both sign at the same instant: botocore reads the clock through botocore.auth.get_current_datetime
+    # (FACTS: byte-reproducible for fixed credentials and clock), pinned here in both processes by a
+    # sitecustomize on PYTHONPATH. Racing two processes to share a second fails on a loaded machine.
+    pin = tmp_path / "pin"
+    pin.mkdir()
+    (pin / "sitecustomize.py").write_text(
+        "import datetime, os\n"
+        "import botocore.auth\n"
+        "_at = datetime.datetime.fromisoformat(os.environ['PGIAM_TEST_SIGN_AT'])\n"
+        "botocore.auth.get_current_datetime = lambda *a, **k: _at\n")
+    at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+    env = dict(w.env, PGIAM_TEST_SIGN_AT=at.isoformat(), PYTHONPATH=f"{pin}{os.pathsep}{w.env['PYTHONPATH']}")
+    ours = subprocess.run([sys.executable, "-m", "pgiam", "token", "prod"], env=env, capture_output=True, text=True, timeout=120)
+    theirs = subprocess.run([aws, "rds", "generate-db-auth-token", "--hostname", HOST, "--port", "5432",
+                             "--region", "us-west-2", "--username", USER], env=env, capture_output=True, text=True, timeout=120)
+    assert ours.returncode == 0 and theirs.returncode == 0, ours.stderr + theirs.stderr
+    mine, cli = ours.stdout.strip(), theirs.stdout.strip()
+    assert f"X-Amz-Date={at:%Y%m%dT%H%M%SZ}" in mine and f"X-Amz-Date={at:%Y%m%dT%H%M%SZ}" in cli  # pinned in both
+    assert mine == cli
