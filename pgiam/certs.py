@@ -199,8 +199,8 @@ def parse_bundle(pem_text: str) -> list[CAInfo]:
         info = found[0]
         cas.append(
             CAInfo(
-                subject=_subject_name(info.get("subject", ())),
-                not_after=float(ssl.cert_time_to_seconds(info["notAfter"])),
+                subject=_subject_name(info.get("subject", ())),  # type: ignore[arg-type]
+                not_after=float(ssl.cert_time_to_seconds(str(info["notAfter"]))),
             )
         )
     return cas
@@ -292,7 +292,7 @@ def _download(url: str, context: ssl.SSLContext | None, timeout: float) -> bytes
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > MAX_DOWNLOAD:
                 raise NetworkError(f"{url} is {length} bytes, more than a CA bundle ({MAX_DOWNLOAD} max)")
-            body = response.read(MAX_DOWNLOAD + 1)
+            body: bytes = response.read(MAX_DOWNLOAD + 1)
             # read(amt) returns short at EOF instead of raising IncompleteRead: compare ourselves.
             if length and length.isdigit() and len(body) < int(length):
                 raise NetworkError(
