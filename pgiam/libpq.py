@@ -152,8 +152,8 @@ def detect(env: Mapping[str, str] | None = None) -> LibpqVersion | None:
 
 # --------------------------------------------------------------------------- what a version can do
 
-# First minor of each branch with Tom Lane's arbitrary-length .pgpass lines (2020-09-01, PostgreSQL
-# commit "Allow .pgpass lines of arbitrary length", back-patched; see the minor releases' notes).
+# First minor of each branch with Tom Lane's arbitrary-length .pgpass lines (his 2020-09-01 change
+# to passwordFromFile in fe-connect.c, back-patched: read fe-connect.c of each minor release).
 PGPASS_LONG_LINES_FROM: Mapping[tuple[int, int], int] = {
     (12, 0): 5,
     (11, 0): 10,
