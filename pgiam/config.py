@@ -1,4 +1,4 @@
-"""pgiam's config.toml: read with tomllib, written with tomli-w, validated with file/key/line.
+"""pgiam's config.toml: read with tomllib, edited in place with tomlkit, validated with file/key/line.
 
     [defaults]
     region = "us-east-1"          # optional
@@ -22,9 +22,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import tomlkit
 
 from pgiam.errors import ConfigError, UsageError
 
@@ -142,15 +146,17 @@ def check_text(what: str, value: str) -> str:
     return value
 
 
-def check_port(port: Any, what: str = "port") -> int:
-    if isinstance(port, bool) or not isinstance(port, int):
+def check_port(port: object, what: str = "port") -> int:
+    if isinstance(port, int) and not isinstance(port, bool):
+        number = port
+    else:
         try:
-            port = int(str(port), 10)
+            number = int(str(port), 10)
         except ValueError:
             raise UsageError(f"invalid {what} {port!r}", "give a number from 1 to 65535") from None
-    if not 1 <= port <= 65535:
-        raise UsageError(f"invalid {what} {port}", "give a number from 1 to 65535")
-    return port
+    if not 1 <= number <= 65535:
+        raise UsageError(f"invalid {what} {number}", "give a number from 1 to 65535")
+    return number
 
 
 def check_region(region: str) -> str:
@@ -373,9 +379,85 @@ def service_table(svc: Service, explicit_region: bool) -> dict[str, Any]:
     return t
 
 
-def render_config(raw: dict[str, Any]) -> str:
-    """TOML text for a config dict (tomli-w)."""
-    import tomli_w
+HEADER = "# pgiam configuration: edit freely, or use `pgiam add` / `pgiam remove` (they keep your comments).\n"
 
-    header = "# pgiam configuration: edit freely, or use `pgiam add` / `pgiam remove`.\n"
-    return header + tomli_w.dumps(raw)
+
+def _services_table(doc: tomlkit.TOMLDocument) -> MutableMapping[str, Any]:
+    """The document's `services` table, created (as a super table: only `[services.NAME]` headers) when absent."""
+    import tomlkit
+
+    if "services" not in doc:
+        doc["services"] = tomlkit.table(is_super_table=True)
+    return cast("MutableMapping[str, Any]", doc["services"])
+
+
+def _checked(after: str, expected: dict[str, Any], path: Path, name: str) -> str:
+    """`after`, once tomllib reads from it exactly the data intended; else refuse, changing nothing.
+
+    tomlkit keeps the layout, but a table spelled with dotted keys (`services.prod.host = ...`) can come
+    out rearranged into other data: never write that.
+    """
+    import tomllib
+
+    try:
+        ok = tomllib.loads(after) == expected
+    except tomllib.TOMLDecodeError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{path}: cannot edit [services.{_show(name)}] in place without changing other settings",
+                          f"write each service as its own [services.NAME] table in {path}, or edit the file by hand")
+    return after
+
+
+def render_with_service(text: str, name: str, table: Mapping[str, Any], path: Path = Path("config.toml")) -> str:
+    """`text` with [services.NAME] set to `table`; every other byte of the file is kept.
+
+    tomlkit edits the parsed document in place, so the user's comments, order and layout survive. An
+    existing table keeps its own comments and the position of the keys it still has: keys the new
+    table lacks are dropped, new ones are appended.
+    """
+    import tomllib
+
+    import tomlkit
+
+    doc = tomlkit.parse(text) if text.strip() else tomlkit.parse(HEADER)
+    expected = tomllib.loads(text)
+    expected.setdefault("services", {})[name] = dict(table)
+    services = _services_table(doc)
+    current = services.get(name)
+    if isinstance(current, MutableMapping):
+        for key in [k for k in current if k not in table]:
+            del current[key]
+        for key, value in table.items():
+            current[key] = value
+    else:
+        new = tomlkit.table()
+        for key, value in table.items():
+            new[key] = value
+        services[name] = new
+    return _checked(tomlkit.dumps(doc), expected, path, name)
+
+
+def render_without_service(text: str, name: str, path: Path = Path("config.toml")) -> str:
+    """`text` without [services.NAME] (and the comments inside that table); every other byte is kept."""
+    import tomllib
+
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    expected = tomllib.loads(text)
+    expected.get("services", {}).pop(name, None)
+    if "services" in expected and not expected["services"]:
+        del expected["services"]
+    if "services" in doc:
+        services = _services_table(doc)
+        if name in services:
+            del services[name]
+        if not services:
+            del doc["services"]
+    out = tomlkit.dumps(doc)
+    # The blank line that separated the removed last table from the one above now ends the file:
+    # end it as the user's file ended, so that add then remove gives the same bytes back.
+    ending = len(text) - len(text.rstrip("\n"))
+    out = out.rstrip("\n") + "\n" * ending if out.strip() else out
+    return _checked(out, expected, path, name)

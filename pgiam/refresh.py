@@ -152,9 +152,10 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
         if st is not None:
             states[n] = st
     for n in selected:
-        svc = config.services.get(n)
-        if svc is None:
+        chosen = config.services.get(n)
+        if chosen is None:
             continue
+        svc = chosen
         old = states.get(n)
         if n in minted:
             m = minted[n]

@@ -108,7 +108,8 @@ def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Min
     with locked(paths.lock_file, wait):
         config = load_config(paths.config_file)
         check_conflicts(paths, config, svc, replace)
-        text = _set_service_text(_config_text(paths), cfg.service_table(svc, explicit_region), svc.name)
+        text = cfg.render_with_service(_config_text(paths), svc.name, cfg.service_table(svc, explicit_region),
+                                      paths.config_file)
         new_config = cfg.parse_config(text, paths.config_file)
         changes = store.plan_libpq(paths, new_config, {store.key_of(svc): m.token} if m else {}, result.notices,
                                    drop_foreign=[svc.name] if replace else [])
@@ -135,7 +136,7 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
         changes: list[store.Change] = []
         new_config = config
         if name in config.services:
-            text = _remove_service_text(_config_text(paths), name)
+            text = cfg.render_without_service(_config_text(paths), name, paths.config_file)
             new_config = cfg.parse_config(text, paths.config_file)
             changes.append((paths.config_file, text.encode(), 0o600))
         changes += store.plan_libpq(paths, new_config, {}, result.notices)
@@ -147,21 +148,3 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
 def _config_text(paths: Paths) -> str:
     data = read_bytes(paths.config_file)
     return "" if data is None else data.decode("utf-8")
-
-
-def _set_service_text(text: str, table: dict[str, object], name: str) -> str:
-    """Interim: config text with [services.NAME] set (rewrites the file through tomli-w)."""
-    raw = cfg.parse_config(text, cfg.Path("config.toml")).raw if text else {}
-    raw = dict(raw)
-    raw["services"] = dict(raw.get("services", {}))
-    raw["services"][name] = table
-    return cfg.render_config(raw)
-
-
-def _remove_service_text(text: str, name: str) -> str:
-    """Interim: config text without [services.NAME]."""
-    raw = dict(cfg.parse_config(text, cfg.Path("config.toml")).raw)
-    raw["services"] = {k: v for k, v in raw.get("services", {}).items() if k != name}
-    if not raw["services"]:
-        del raw["services"]
-    return cfg.render_config(raw)
