@@ -359,6 +359,7 @@ def pgiam_proc(*argv: str, stdout: int | None = subprocess.PIPE, env: dict[str, 
                             stdin=subprocess.DEVNULL, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [("status",), ("hook", "bash"), ("list", "--json")], ids=" ".join)
 def test_a_closed_stdout_ends_quietly(argv: tuple[str, ...]) -> None:
     """`pgiam status | head -0`: the reader is gone before pgiam writes. The read end of a real pipe is
@@ -374,6 +375,7 @@ def test_a_closed_stdout_ends_quietly(argv: tuple[str, ...]) -> None:
     assert (p.returncode, err.decode()) == (128 + signal.SIGPIPE, "")
 
 
+@pytest.mark.slow
 def test_hook_piped_into_head_ends_quietly(run_cli) -> None:
     """`pgiam hook bash | head -1` through a real shell pipeline: the first line arrives, nothing on stderr,
     and pgiam exits 0 (it wrote before head left) or 141 (after): quiet either way."""
@@ -384,6 +386,7 @@ def test_hook_piped_into_head_ends_quietly(run_cli) -> None:
     assert status in ("status=0", "status=141") and p.stderr == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "1e9", ""])
 def test_bad_lock_wait_is_a_usage_error_naming_the_variable(home: Path, ca_file: Path, run_cli, value: str) -> None:
     """`PGIAM_LOCK_WAIT=abc pgiam refresh`: exit 2 naming the variable and the fix, nothing changed (not 70 at import)."""
