@@ -38,7 +38,7 @@ def two_services(world: World) -> World:
     return world
 
 
-@pytest.mark.parametrize("command", ["list", "status", "certs status", "sandbox status"])
+@pytest.mark.parametrize("command", ["list", "status", "certs status", "sandbox status", "timer status"])
 def test_read_command_output_validates(two_services: World, command: str) -> None:
     out = run_json(two_services, command)
     assert out["schema"] == 1 and out["command"] == command
