@@ -92,7 +92,6 @@ class Config:
     path: Path
     defaults: Defaults = Defaults()
     services: dict[str, Service] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)  # what the file holds, for rewriting it
 
 
 # ---------------------------------------------------------------- validation (shared with the CLI)
@@ -294,7 +293,7 @@ def parse_config(text: str, path: Path) -> Config:
         if not isinstance(t, dict):
             raise ConfigError(f"{_where(path, text, 'services', name)}: services.{name} must be a table", f"write it as [services.{name}]")
         services[name] = _service(name, t, defaults, path, text, table)
-    return Config(path=path, defaults=defaults, services=services, raw=raw)
+    return Config(path=path, defaults=defaults, services=services)
 
 
 def load_config(path: Path) -> Config:
