@@ -398,8 +398,11 @@ def _checked(after: str, expected: dict[str, Any], path: Path, name: str) -> str
     """
     import tomllib
 
+    def plain(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if not (k == "services" and v == {})}  # [services] alone says nothing
+
     try:
-        ok = tomllib.loads(after) == expected
+        ok = plain(tomllib.loads(after)) == plain(expected)
     except tomllib.TOMLDecodeError:
         ok = False
     if not ok:
@@ -433,8 +436,10 @@ def render_with_service(text: str, name: str, table: Mapping[str, Any], path: Pa
         new = tomlkit.table()
         for key, value in table.items():
             new[key] = value
+        if list(doc)[-1] != "services":
+            new.add(tomlkit.nl())  # a blank line before the table that follows, as between the others
         services[name] = new
-    return _checked(tomlkit.dumps(doc), expected, path, name)
+    return _checked(_newlines_of(text, tomlkit.dumps(doc)), expected, path, name)
 
 
 def render_without_service(text: str, name: str, path: Path = Path("config.toml")) -> str:
@@ -446,17 +451,23 @@ def render_without_service(text: str, name: str, path: Path = Path("config.toml"
     doc = tomlkit.parse(text)
     expected = tomllib.loads(text)
     expected.get("services", {}).pop(name, None)
-    if "services" in expected and not expected["services"]:
-        del expected["services"]
     if "services" in doc:
         services = _services_table(doc)
         if name in services:
             del services[name]
-        if not services:
-            del doc["services"]
+        if not services and getattr(services, "is_super_table", lambda: False)():
+            del doc["services"]  # only implied by [services.NAME] headers; a [services] the user wrote stays
     out = tomlkit.dumps(doc)
     # The blank line that separated the removed last table from the one above now ends the file:
     # end it as the user's file ended, so that add then remove gives the same bytes back.
-    ending = len(text) - len(text.rstrip("\n"))
-    out = out.rstrip("\n") + "\n" * ending if out.strip() else out
-    return _checked(out, expected, path, name)
+    plain = text.replace("\r\n", "\n")
+    ending = len(plain) - len(plain.rstrip("\n"))
+    out = out.replace("\r\n", "\n").rstrip("\n") + "\n" * ending if out.strip() else out
+    return _checked(_newlines_of(text, out), expected, path, name)
+
+
+def _newlines_of(text: str, out: str) -> str:
+    """`out` with the line endings of `text`: a file written with CRLF gets CRLF in what pgiam adds."""
+    if "\r\n" in text and text.count("\n") == text.count("\r\n"):
+        return out.replace("\r\n", "\n").replace("\n", "\r\n")
+    return out

@@ -162,9 +162,12 @@ VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_
 def configs(draw: st.DrawFn) -> tuple[str, list[str]]:
     """A hand-written config: comments anywhere, blank lines, keys in any order, trailing comments."""
     lines: list[str] = draw(st.lists(COMMENT, max_size=2))
+    defaults = ["[defaults]" + draw(st.sampled_from(["", "  # d"])), 'region = "us-east-1"' + draw(st.sampled_from(["", "  # r"]))]
+    where = draw(st.sampled_from(["none", "first", "last"]))
+    if where == "first":
+        lines += defaults
     if draw(st.booleans()):
-        lines.append("[defaults]" + draw(st.sampled_from(["", "  # d"])))
-        lines.append(f'region = "us-east-1"' + draw(st.sampled_from(["", "  # r"])))
+        lines += ["[services]  # an explicit header", "# with a comment"]
     names = draw(st.lists(NAMES, unique=True, max_size=3))
     for n in names:
         lines += draw(st.lists(COMMENT, max_size=1)) + draw(st.sampled_from([[], [""]]))
@@ -174,7 +177,10 @@ def configs(draw: st.DrawFn) -> tuple[str, list[str]]:
             v = "5432" if k == "port" else f'"{draw(VALUE)}"'
             lines += draw(st.lists(COMMENT, max_size=1))
             lines.append(f"{k} = {v}" + draw(st.sampled_from(["", "   # c"])))
-    return "\n".join(lines) + "\n", names
+    if where == "last":
+        lines += [""] + defaults
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    return newline.join(lines) + newline, names
 
 
 TABLE = {"host": "new.example.com", "user": "newuser", "port": 6543}
@@ -189,8 +195,10 @@ def test_set_changes_only_that_service(cfg: tuple[str, list[str]], name: str) ->
     expected: dict[str, Any] = json.loads(json.dumps(before))
     expected.setdefault("services", {})[name] = TABLE
     assert after == expected
-    if name not in names:
-        assert out.startswith(text.rstrip("\n")), "a new service is appended; the user's bytes come first"
+    if name not in names and "[defaults]" not in text.split("[services")[-1]:
+        assert out.startswith(text.rstrip("\r\n")), "a new service is appended; the user's bytes come first"
+    if "\r\n" in text:
+        assert out.count("\n") == out.count("\r\n"), "a CRLF file stays CRLF"
     kept = [ln for ln in text.splitlines() if "#" in ln and not ln.lstrip().startswith(("host", "user", "port"))]
     out_lines = out.splitlines()
     assert [ln for ln in out_lines if ln in kept] == [ln for ln in text.splitlines() if ln in kept]
@@ -215,14 +223,18 @@ def test_remove_drops_that_table_and_nothing_else(cfg: tuple[str, list[str]], da
     out = render_without_service(text, name)
     before = tomllib.loads(text)
     del before["services"][name]
-    if not before["services"]:
-        del before["services"]
-    assert tomllib.loads(out) == before
+    after = tomllib.loads(out)
+    for data in (before, after):
+        if data.get("services") == {}:
+            del data["services"]  # an explicit [services] header the user wrote stays, empty
+    assert after == before
     # Every line outside the removed table's span is kept, in order.
     lines = text.splitlines()
     key = f'"{name}"' if any(c in name for c in ".@+") else name
     start = lines.index(f"[services.{key}]")
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    if end < len(lines) and not lines[end].startswith("[services."):
+        return  # the table before [defaults]: the lines checked below belong to the layout tomlkit keeps
     # Comments and blank lines just above the next header belong to the removed table in TOML's grammar
     # (tomlkit keeps them with it), so the check is on the lines before the header and from the next one.
     head = lines[:start]
@@ -231,3 +243,22 @@ def test_remove_drops_that_table_and_nothing_else(cfg: tuple[str, list[str]], da
             head.pop()
     assert out.splitlines()[:len(head)] == head
     assert out.splitlines()[len(out.splitlines()) - (len(lines) - end):] == lines[end:] if end < len(lines) else True
+
+
+def test_an_explicit_services_header_and_its_comment_stay() -> None:
+    text = "[services]\n# all my services\n\n[services.a]\nhost = \"h.example.com\"\nuser = \"u\"\n"
+    assert render_without_service(text, "a") == "[services]\n# all my services\n"
+
+
+def test_a_table_added_before_another_table_keeps_a_blank_line_between() -> None:
+    text = '[services.a]\nhost = "h"\nuser = "u"\n\n[defaults]\nregion = "us-east-1"\n'
+    out = render_with_service(text, "b", {"host": "x", "user": "y"})
+    assert '[services.b]\nhost = "x"\nuser = "y"\n\n[defaults]' in out
+    assert render_without_service(out, "b") == text
+
+
+def test_a_crlf_file_stays_crlf() -> None:
+    text = '# mine\r\n[services.a]\r\nhost = "h"\r\nuser = "u"\r\n'
+    out = render_with_service(text, "b", {"host": "x", "user": "y"})
+    assert out.startswith(text) and out.count("\n") == out.count("\r\n")
+    assert render_without_service(out, "b") == text
