@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import tomlkit
+    import tomlkit.exceptions
+    import tomlkit.items
 
 from pgiam.errors import ConfigError, UsageError
 
@@ -406,9 +408,13 @@ def _checked(after: str, expected: dict[str, Any], path: Path, name: str) -> str
     except tomllib.TOMLDecodeError:
         ok = False
     if not ok:
-        raise ConfigError(f"{path}: cannot edit [services.{_show(name)}] in place without changing other settings",
-                          f"write each service as its own [services.NAME] table in {path}, or edit the file by hand")
+        raise _cannot_edit(path, name)
     return after
+
+
+def _cannot_edit(path: Path, name: str) -> ConfigError:
+    return ConfigError(f"{path}: cannot edit [services.{_show(name)}] in place without changing other settings",
+                       f"write each service as its own [services.NAME] table in {path}, or edit the file by hand")
 
 
 def render_with_service(text: str, name: str, table: Mapping[str, Any], path: Path = Path("config.toml")) -> str:
@@ -421,24 +427,33 @@ def render_with_service(text: str, name: str, table: Mapping[str, Any], path: Pa
     import tomllib
 
     import tomlkit
+    import tomlkit.exceptions
+    import tomlkit.items
 
     doc = tomlkit.parse(text) if text.strip() else tomlkit.parse(HEADER)
     expected = tomllib.loads(text)
     expected.setdefault("services", {})[name] = dict(table)
     services = _services_table(doc)
     current = services.get(name)
-    if isinstance(current, MutableMapping):
-        for key in [k for k in current if k not in table]:
-            del current[key]
-        for key, value in table.items():
-            current[key] = value
-    else:
-        new = tomlkit.table()
-        for key, value in table.items():
-            new[key] = value
-        if list(doc)[-1] != "services":
-            new.add(tomlkit.nl())  # a blank line before the table that follows, as between the others
-        services[name] = new
+    try:
+        if isinstance(current, MutableMapping):
+            for key in [k for k in current if k not in table]:
+                del current[key]
+            for key, value in table.items():
+                current[key] = value
+        elif isinstance(services, tomlkit.items.InlineTable):  # services = { prod = { ... } }
+            inline = tomlkit.inline_table()
+            inline.update(table)
+            services[name] = inline
+        else:
+            new = tomlkit.table()
+            for key, value in table.items():
+                new[key] = value
+            if list(doc)[-1] != "services":
+                new.add(tomlkit.nl())  # a blank line before the table that follows, as between the others
+            services[name] = new
+    except (ValueError, TypeError, tomlkit.exceptions.TOMLKitError):
+        raise _cannot_edit(path, name) from None  # a spelling tomlkit cannot change in place
     return _checked(_newlines_of(text, tomlkit.dumps(doc)), expected, path, name)
 
 

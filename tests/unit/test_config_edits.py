@@ -262,3 +262,11 @@ def test_a_crlf_file_stays_crlf() -> None:
     out = render_with_service(text, "b", {"host": "x", "user": "y"})
     assert out.startswith(text) and out.count("\n") == out.count("\r\n")
     assert render_without_service(out, "b") == text
+
+
+def test_an_inline_services_table_gets_an_inline_service() -> None:
+    """`services = { ... }` on one line: the new service joins it inline (a [table] cannot go inside it)."""
+    text = 'services = { a = { host = "h.example.com", user = "u" } }  # inline\n'
+    out = render_with_service(text, "b", {"host": "x.example.com", "user": "y"})
+    assert out.endswith("  # inline\n") and out.count("\n") == 1
+    assert tomllib.loads(out)["services"]["b"] == {"host": "x.example.com", "user": "y"}
