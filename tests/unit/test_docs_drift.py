@@ -83,6 +83,22 @@ def man_subsection(command: str) -> str:
     return m.group(0)
 
 
+def man_action_item(command: str, action: str) -> str:
+    """The `.TP` / `.B ACTION ...` item of one action inside its command's subsection, up to the next action."""
+    actions = [p[1] for p in ACTIONS if p[0] == command]
+    text = man_subsection(command)
+    m = re.search(rf"^\.TP\n\.B {re.escape(action)}\b.*?(?=^\.TP\n\.B (?:{'|'.join(map(re.escape, actions))})\b|\Z)",
+                  text, re.M | re.S)
+    assert m, f"the man page's `pgiam {command}` subsection has no `.TP/.B {action}` item"
+    return m.group(0)
+
+
+def test_man_action_items_are_separate() -> None:
+    """Guards man_action_item: each action's item holds its own options and not its siblings'."""
+    assert "--every" in man_action_item("timer", "install") and "--every" not in man_action_item("timer", "remove")
+    assert "--url" in man_action_item("certs", "update") and "--url" not in man_action_item("certs", "status")
+
+
 def has_word(text: str, word: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
 
@@ -106,6 +122,8 @@ def test_man_documents_option(path: tuple[str, ...], option: str) -> None:
     """Each option is in its own command's subsection (global ones under Global options)."""
     if not path:
         where = man_section("COMMANDS").split(".SS \"pgiam", 1)[0]
+    elif len(path) == 2:
+        where = man_action_item(*path)
     else:
         where = man_subsection(path[0])
     if option == "--help" and path:
