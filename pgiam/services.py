@@ -114,7 +114,8 @@ def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Min
                                    drop_foreign=[svc.name] if replace else [])
         states = dict(store.read(paths).states)
         if m:
-            states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, profile=svc.profile)
+            states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at,
+                                             profile=getattr(m, "profile", svc.profile))
             result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
         else:
             states.pop(svc.name, None)
