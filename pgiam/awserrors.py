@@ -27,17 +27,28 @@ _SECRET_PATTERNS = [
     # Access key ids (AKIA long-term, ASIA temporary, and the other IAM unique-id prefixes):
     # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids
     re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA|ABIA|ACCA|AGPA|AIPA|ANPA|ANVA|APKA|ASCA)[A-Z0-9]{12,}"),
-    # Secret access keys are 40 characters of base64; session tokens and JWTs are long base64(url) runs.
+]
+# Secret access keys are 40 characters of base64; session tokens and JWTs are long base64(url) runs.
+# Both are random, so they mix upper case, lower case and digits, which file paths and words seldom do.
+_RANDOM_RUNS = [
     re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
-    re.compile(r"[A-Za-z0-9/+=_.-]{32,}"),
+    re.compile(r"[A-Za-z0-9+=_-]{32,}"),
 ]
 MAX_DETAIL = 200
+
+
+def _redact_random(m: re.Match[str]) -> str:
+    s = m.group(0)
+    mixed = any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() for c in s)
+    return "[redacted]" if mixed else s
 
 
 def scrub(text: str, limit: int = MAX_DETAIL) -> str:
     """One line, at most `limit` characters, with key- and token-like runs replaced by [redacted]."""
     for pat in _SECRET_PATTERNS:
         text = pat.sub("[redacted]", text)
+    for pat in _RANDOM_RUNS:
+        text = pat.sub(_redact_random, text)
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
