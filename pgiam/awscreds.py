@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from botocore.session import Session
 
 CONNECT_TIMEOUT = 3  # seconds
-READ_TIMEOUT = 4  # seconds
-MAX_ATTEMPTS = 2  # one retry: 2 x (3 + 4) s plus a short backoff stays under 15 s per endpoint
+READ_TIMEOUT = 3  # seconds (STS and SSO answer in well under a second)
+MAX_ATTEMPTS = 2  # one retry: 2 x 3 s plus a backoff of at most 2 s stays well under 15 s per endpoint
 TIMEOUT_TEXT = f"{READ_TIMEOUT} s"
 
 

@@ -482,10 +482,27 @@ def test_an_endpoint_that_never_answers_gives_up_within_15_s_with_exit_8(tmp_pat
         took = time.monotonic() - start
     assert p.returncode == 8, p.stderr
     assert took < 15, took
+    print(f"gave up after {took:.1f} s")
     assert "did not answer" in p.stderr and "check the network" in p.stderr
     assert "aws sso login" not in p.stderr
     assert state(w)["prod"]["code"] == 8
     assert "did not answer" in notice(w)
+
+
+def test_an_sso_endpoint_that_never_answers_gives_up_within_15_s_with_exit_8(tmp_path: Path) -> None:
+    """A valid SSO token, but the SSO portal hangs (a laptop waking behind a captive portal)."""
+    with silent_server() as url:
+        w = aws_world(tmp_path)
+        w.env["AWS_ENDPOINT_URL_SSO"] = url
+        _sso_cache(w, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600)))
+        add(w, "prod", "--profile", "ssoprof", "--no-refresh")
+        start = time.monotonic()
+        p = w.pgiam("refresh", "prod", check=False)
+        took = time.monotonic() - start
+    assert p.returncode == 8, p.stderr
+    assert took < 15, took
+    print(f"gave up after {took:.1f} s")
+    assert "did not answer" in p.stderr and "aws sso login" not in p.stderr
 
 
 def test_a_refused_port_exits_8_with_a_network_hint(tmp_path: Path) -> None:
