@@ -35,20 +35,22 @@ class Minted:
 
 
 _SessionKey = tuple[str | None, str, str | None]
-_SESSIONS: dict[_SessionKey, Session] = {}
-# A network failure is remembered for the rest of the process: 20 services behind one unreachable
-# endpoint fail in one timeout, not twenty.
-_NET_FAILURES: dict[_SessionKey, PgiamError] = {}
+# One botocore session per (profile, region, credentials file) per process: 100 services cost about one.
+# A network failure takes the session's place for the rest of the process: 20 services behind one
+# unreachable endpoint fail in one timeout, not twenty.
+_SESSIONS: dict[_SessionKey, Session | PgiamError] = {}
 
 
 def _session(svc: Service) -> Session:
-    """One botocore session per (profile, region, credentials file) per process: 100 services cost about one."""
     from pgiam import awscreds
 
     key = (svc.profile, svc.region, svc.aws_credentials_file)
     if key not in _SESSIONS:
         _SESSIONS[key] = awscreds.new_session(svc.profile, svc.region, svc.aws_credentials_file)
-    return _SESSIONS[key]
+    got = _SESSIONS[key]
+    if isinstance(got, PgiamError):
+        raise got
+    return got
 
 
 def _context(svc: Service, session: Session | None, retry: str | None) -> Any:
@@ -78,20 +80,20 @@ def mint(svc: Service, retry: str | None = None) -> Minted:
     from pgiam.errors import NetworkError
 
     key = (svc.profile, svc.region, svc.aws_credentials_file)
-    if key in _NET_FAILURES:
-        raise _NET_FAILURES[key]
     session: Session | None = None
     try:
         session = _session(svc)
         resolved = awscreds.resolve(session)
         if resolved is not None:
             token, minted = _sign(session, resolved.credentials, svc)
+    except PgiamError:
+        raise
     except Exception as err:  # noqa: BLE001 - botocore and credential helpers raise anything; classify sorts it
         if session is None:
             _SESSIONS.pop(key, None)
         classified = awserrors.classify(err, _context(svc, session, retry))
         if isinstance(classified, NetworkError):
-            _NET_FAILURES[key] = classified
+            _SESSIONS[key] = classified
         raise classified from None
     if resolved is None:
         ctx = _context(svc, session, retry)
