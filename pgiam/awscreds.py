@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgiam.awserrors import MfaNeeded
+from pgiam.awserrors import MfaNeeded, ProcessTimeout
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -31,6 +32,40 @@ CONNECT_TIMEOUT = 3  # seconds
 READ_TIMEOUT = 3  # seconds (STS and SSO answer in well under a second)
 MAX_ATTEMPTS = 2  # one retry: 2 x 3 s plus a backoff of at most 2 s stays well under 15 s per endpoint
 TIMEOUT_TEXT = f"{READ_TIMEOUT} s"
+# botocore waits for a credential_process forever; a hung helper would hold the mint slot of every
+# later timer run. Generous, as a helper may wait for a browser login or a hardware key.
+PROCESS_TIMEOUT = 120.0
+
+
+class BoundedPopen(subprocess.Popen[bytes]):
+    """What botocore's ProcessProvider runs the helper with: communicate() gives up after PROCESS_TIMEOUT."""
+
+    def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[Any, Any]:
+        limit = PROCESS_TIMEOUT if timeout is None else timeout
+        try:
+            return super().communicate(input, limit)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.wait()
+            for pipe in (self.stdout, self.stderr):
+                if pipe is not None:
+                    pipe.close()
+            raise ProcessTimeout(limit) from None
+
+
+def _bound_processes(resolver: Any) -> None:
+    """Every credential_process botocore runs, the profile's own or a role's source profile's, is bounded."""
+    resolver.get_provider("custom-process")._popen = BoundedPopen
+    builder = getattr(resolver.get_provider("assume-role"), "_profile_provider_builder", None)
+    if builder is not None:
+        make = builder._create_process_provider
+
+        def bounded(profile_name: str) -> Any:
+            provider = make(profile_name)
+            provider._popen = BoundedPopen
+            return provider
+
+        builder._create_process_provider = bounded
 
 
 def cli_cache_dir() -> str | None:
@@ -78,6 +113,7 @@ def new_session(profile: str | None, region: str, credentials_file: str | None =
             p.cache = JSONFileCache(cache_dir)
         if method == "assume-role":
             p._prompter = prompt_mfa  # private, but the only way in: botocore builds the fetcher from it
+    _bound_processes(resolver)
     session.register_component("credential_provider", resolver)
     return session
 

@@ -21,6 +21,14 @@ class MfaNeeded(Exception):
     """A role asks for an MFA code and there is no terminal to ask it on (raised by our prompter)."""
 
 
+class ProcessTimeout(Exception):
+    """A credential_process ran past its time limit and was killed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s")
+        self.seconds = seconds
+
+
 # ---------------------------------------------------------------- scrubbing helper output
 
 _SECRET_PATTERNS = [
@@ -169,6 +177,9 @@ def classify(err: BaseException, ctx: Context) -> PgiamError:
     if isinstance(err, MfaNeeded) or isinstance(err, bx.RefreshWithMFAUnsupportedError):
         return AuthError(f"{name}: the role of profile {prof} needs an MFA code, and there is no terminal to ask for it",
                          _mfa_hint(ctx))
+    if isinstance(err, ProcessTimeout):
+        return AuthError(f"{what}: its credential_process did not finish within {err.seconds:g} s and was stopped",
+                         _credentials_hint(ctx))
     # network: before the generic ones, as botocore's connection errors are BotoCoreErrors too
     if isinstance(err, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
         return NetworkError(f"{what}: {scrub(str(err.kwargs.get('endpoint_url') or 'AWS'))} did not answer within {ctx.timeout}", _network_hint(ctx))

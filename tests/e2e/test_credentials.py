@@ -529,3 +529,30 @@ def test_scrub_removes_key_like_text_and_shortens() -> None:
     assert scrub("exit status 1: permission denied") == "exit status 1: permission denied"
     path = "/tmp/pytest-of-root/pytest-33/test_credential_process_progra0/home/no-such-helper"
     assert scrub(path) == path
+
+
+@pytest.mark.parametrize("profile", ["proc", "procrole"])
+def test_a_credential_process_that_hangs_is_stopped(profile: str, home: Path, run_cli, ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """botocore waits for a helper forever; pgiam stops it (own profile or a role's source) with exit 4.
+
+    In-process, so the time limit can be shortened from its 120 s; the helper is a real process.
+    """
+    from pgiam import awscreds
+
+    monkeypatch.setattr(awscreds, "PROCESS_TIMEOUT", 1.0)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    helper = home / "hang.py"
+    helper.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    helper.chmod(0o755)
+    (home / ".aws").mkdir()
+    (home / ".aws" / "config").write_text(
+        f"[profile proc]\ncredential_process = {helper}\n\n"
+        "[profile procrole]\nrole_arn = arn:aws:iam::123456789012:role/db\nsource_profile = proc\n")
+    assert run_cli("add", "prod", "--host", HOST, "--user", "alice", "--sslrootcert", str(ca_file),
+                   "--profile", profile, "--no-refresh")[0] == 0
+    start = time.monotonic()
+    code, _, err = run_cli("refresh", "prod")
+    assert code == 4, err
+    assert time.monotonic() - start < 30
+    assert "did not finish within 1 s" in err and "credential_process --profile proc" in err
