@@ -81,6 +81,10 @@ def prompt_mfa(prompt: str) -> str:
     even for a background job (and stop it with SIGTTIN) or read a code from a pipe."""
     if not sys.stdin or not sys.stdin.isatty():
         raise MfaNeeded(prompt)
+    try:  # a terminal on stdin but none controlling us (the detached child of `refresh --wait`)
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        raise MfaNeeded(prompt) from None
     return getpass.getpass(prompt)
 
 
