@@ -170,8 +170,9 @@ def pgpass_key_ids(w: World) -> set[str]:
     return set(re.findall(r"X-Amz-Credential=(\w+)%2F", (w.home / ".pgpass").read_text()))
 
 
-def run_in_pty(w: World, argv: list[str], answer: str, expect: bytes = b"MFA code") -> tuple[int, str]:
-    """Run argv on a fresh pseudo-terminal (its controlling tty), type `answer` at the prompt `expect`."""
+def run_in_pty(w: World, argv: list[str], answer: str | None, expect: bytes = b"MFA code") -> tuple[int, str]:
+    """Run argv on a fresh pseudo-terminal (its controlling tty), type `answer` at the prompt `expect`
+    (answer None: expect no prompt at all)."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: stdin/stdout/stderr are the pty
         try:
@@ -192,13 +193,13 @@ def run_in_pty(w: World, argv: list[str], answer: str, expect: bytes = b"MFA cod
             if not chunk:
                 break
             out += chunk
-            if not answered and expect in out:
+            if not answered and answer is not None and expect in out:
                 os.write(fd, (answer + "\n").encode())
                 answered = True
     finally:
         os.close(fd)
     _, status = os.waitpid(pid, 0)
-    assert answered, f"never prompted: {out!r}"
+    assert answered == (answer is not None), f"prompted: {answered}: {out!r}"
     return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
@@ -251,6 +252,17 @@ def test_mfa_code_is_asked_once_on_a_terminal_then_the_cache_serves_without_sts(
     p = w.pgiam("refresh", "prod")  # stdin is /dev/null: a prompt would fail
     assert p.returncode == 0
     assert sts.count() == 1, sts.actions
+
+
+def test_the_detached_child_of_refresh_wait_never_prompts(tmp_path: Path, sts: CountingProxy) -> None:
+    """`refresh --wait` on a terminal: its worker has left the terminal's session, so it must not read
+    the terminal behind the prompt's back; it fails with the MFA hint instead."""
+    w = aws_world(tmp_path, sts.url)
+    add(w, "prod", "--profile", "mfarole", "--no-refresh")
+    code, out = run_in_pty(w, pgiam_argv("refresh", "prod", "--wait", "30"), None)
+    assert code == 4, out
+    assert "needs an MFA code" in out and "MFA code for" not in out
+    assert sts.count() == 0
 
 
 def test_a_role_cached_by_the_aws_cli_from_a_terminal_serves_pgiam(tmp_path: Path, sts: CountingProxy) -> None:
