@@ -49,7 +49,7 @@ def build(paths: Paths, a: ServiceArgs, current: Config) -> Service:
         region=region,
         # The profile that signs, in order: --profile; AWS_PROFILE now, recorded so that timers (which
         # carry no AWS_PROFILE) sign with the same identity; else [defaults] profile, read live.
-        profile=cfg.check_profile(a.profile or os.environ["AWS_PROFILE"]) if a.profile or os.environ.get("AWS_PROFILE") else None,
+        profile=cfg.check_profile(profile) if (profile := a.profile or os.environ.get("AWS_PROFILE")) else None,
         via=cfg.parse_via(a.via) if a.via else None,
         sslrootcert=cfg.check_path("sslrootcert", os.path.abspath(a.sslrootcert)) if a.sslrootcert else None,
         require_auth=a.require_auth,
