@@ -568,3 +568,46 @@ def test_a_credential_process_that_hangs_is_stopped(profile: str, home: Path, ru
     assert code == 4, err
     assert time.monotonic() - start < 30
     assert "did not finish within 1 s" in err and "credential_process --profile proc" in err
+
+
+def test_a_tls_failure_exits_8_with_a_network_hint(tmp_path: Path) -> None:
+    """An endpoint whose certificate does not verify (a proxy or captive portal intercepting HTTPS)."""
+    import ssl
+    import subprocess
+
+    openssl = require_tool("openssl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = srv.accept()[0]
+            except OSError:
+                continue
+            with contextlib.suppress(OSError, ssl.SSLError):
+                conn.settimeout(5)
+                ctx.wrap_socket(conn, server_side=True).close()  # the client refuses the certificate
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        w = aws_world(tmp_path, f"https://127.0.0.1:{srv.getsockname()[1]}")
+        add(w, "prod", "--profile", "dbrole", "--no-refresh")
+        p = w.pgiam("refresh", "prod", check=False)
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
+    assert p.returncode == 8, p.stderr
+    assert "TLS failed" in p.stderr and "captive portal" in p.stderr
+    assert state(w)["prod"]["code"] == 8
