@@ -224,6 +224,20 @@ def test_assume_role_without_region_uses_the_services_region_and_the_cli_cache(t
     assert "profile dbrole" in w.pgiam("status").stdout
 
 
+def test_web_identity_roles_share_the_cli_cache_too(tmp_path: Path, sts: CountingProxy) -> None:
+    """role_arn + web_identity_token_file (IRSA-style): one AssumeRoleWithWebIdentity for several refreshes."""
+    w = aws_world(tmp_path, sts.url)
+    (w.home / "web-token").write_text("dummy-oidc-token")
+    with (w.home / ".aws" / "config").open("a") as f:
+        f.write(f"\n[profile webrole]\nrole_arn = arn:aws:iam::123456789012:role/web\n"
+                f"web_identity_token_file = {w.home / 'web-token'}\n")
+    add(w, "prod", "--profile", "webrole")
+    w.pgiam("refresh", "prod")
+    w.pgiam("refresh", "prod")
+    assert sts.count("AssumeRoleWithWebIdentity") == 1, sts.actions
+    assert list((w.home / ".aws" / "cli" / "cache").glob("*.json"))
+
+
 def test_mfa_role_without_a_terminal_exits_4_with_a_hint_and_never_prompts(tmp_path: Path, sts: CountingProxy) -> None:
     """No tty: no prompt, no EOFError/exit 70; exit 4, recorded in state and the prompt notice."""
     w = aws_world(tmp_path, sts.url)
