@@ -625,3 +625,51 @@ def test_a_tls_failure_exits_8_with_a_network_hint(tmp_path: Path) -> None:
     assert p.returncode == 8, p.stderr
     assert "TLS failed" in p.stderr and "captive portal" in p.stderr
     assert state(w)["prod"]["code"] == 8
+
+
+@contextlib.contextmanager
+def sts_answering(status: int, code: str, message: str) -> Iterator[str]:
+    """An STS stand-in that answers every call with one error, as AWS words it."""
+    body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>1</RequestId></ErrorResponse>").encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_expired_source_credentials_exit_4_with_what_aws_said(tmp_path: Path) -> None:
+    with sts_answering(403, "ExpiredToken", "The security token included in the request is expired") as url:
+        w = aws_world(tmp_path, url)
+        add(w, "prod", "--profile", "dbrole", "--no-refresh")
+        p = w.pgiam("refresh", "prod", check=False)
+    assert p.returncode == 4, p.stderr
+    assert "the credentials have expired (AssumeRole: ExpiredToken)" in p.stderr
+    assert "aws sts get-caller-identity --profile dbrole" in p.stderr and "aws sso login" not in p.stderr
+    assert state(w)["prod"]["code"] == 4
+
+
+def test_an_sts_outage_is_a_network_failure(tmp_path: Path) -> None:
+    with sts_answering(503, "ServiceUnavailable", "try later") as url:
+        w = aws_world(tmp_path, url)
+        add(w, "prod", "--profile", "dbrole", "--no-refresh")
+        p = w.pgiam("refresh", "prod", check=False)
+    assert p.returncode == 8, p.stderr
+    assert "ServiceUnavailable" in p.stderr and "check the network" in p.stderr
