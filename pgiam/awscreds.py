@@ -53,11 +53,27 @@ class BoundedPopen(subprocess.Popen[bytes]):
             raise ProcessTimeout(limit) from None
 
 
+def _provider(resolver: Any, method: str) -> Any:
+    """The resolver's provider named `method`, or None (a botocore without it)."""
+    import botocore.exceptions
+
+    try:
+        return resolver.get_provider(method)
+    except botocore.exceptions.UnknownCredentialError:
+        return None
+
+
 def _bound_processes(resolver: Any) -> None:
-    """Every credential_process botocore runs, the profile's own or a role's source profile's, is bounded."""
-    resolver.get_provider("custom-process")._popen = BoundedPopen
-    builder = getattr(resolver.get_provider("assume-role"), "_profile_provider_builder", None)
-    if builder is not None:
+    """Every credential_process botocore runs, the profile's own or a role's source profile's, is bounded.
+
+    Through botocore's private `_popen` and `_create_process_provider`: if a botocore renames them,
+    the helper just runs unbounded again, as it does in botocore itself.
+    """
+    process = _provider(resolver, "custom-process")
+    if hasattr(process, "_popen"):
+        process._popen = BoundedPopen
+    builder: Any = getattr(_provider(resolver, "assume-role"), "_profile_provider_builder", None)
+    if hasattr(builder, "_create_process_provider"):
         make = builder._create_process_provider
 
         def bounded(profile_name: str) -> Any:
@@ -112,10 +128,12 @@ def new_session(profile: str | None, region: str, credentials_file: str | None =
     resolver = botocore.credentials.create_credential_resolver(session, region_name=region)
     cache_dir = cli_cache_dir()
     for method in ("assume-role", "assume-role-with-web-identity"):
-        p: Any = resolver.get_provider(method)
+        p = _provider(resolver, method)
+        if p is None:
+            continue
         if cache_dir is not None:
-            p.cache = JSONFileCache(cache_dir)
-        if method == "assume-role":
+            p.cache = JSONFileCache(cache_dir)  # public attribute, as awscli sets it
+        if method == "assume-role" and hasattr(p, "_prompter"):
             p._prompter = prompt_mfa  # private, but the only way in: botocore builds the fetcher from it
     _bound_processes(resolver)
     session.register_component("credential_provider", resolver)
