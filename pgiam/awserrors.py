@@ -140,8 +140,9 @@ def _credentials_hint(ctx: Context) -> str:
                 f"(`aws configure get credential_process --profile {s.process_profile}`) and fix what it reports, "
                 f"then {ctx.retry}")
     if s.kind == "env":
-        return ("renew the keys in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, or better, "
-                f"use a profile: `aws configure --profile NAME`, then {ctx.retry} with --profile NAME")
+        return ("renew AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN in this shell, then "
+                f"{ctx.retry}; timers and other shells do not have them: a profile (`aws configure --profile NAME`, "
+                "given to `pgiam add` as --profile NAME) works everywhere")
     if s.kind == "login":
         return f"run `aws login --profile {s.profile}`, then {ctx.retry}"
     if s.kind == "assume-role" and s.mfa:
