@@ -159,7 +159,8 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
         old = states.get(n)
         if n in minted:
             m = minted[n]
-            states[n] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, profile=svc.profile)
+            states[n] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at,
+                                     profile=getattr(m, "profile", svc.profile))  # the profile that signed
             result.outcomes.append(Outcome(n, "renewed", m.expires_at))
         elif n in failures:
             err = failures[n]

@@ -47,7 +47,9 @@ def build(paths: Paths, a: ServiceArgs, current: Config) -> Service:
         user=cfg.check_text("user", a.user),
         dbname=cfg.check_text("dbname", a.dbname) if a.dbname is not None else None,
         region=region,
-        profile=cfg.check_profile(a.profile) if a.profile else None,
+        # The profile that signs, in order: --profile; AWS_PROFILE now, recorded so that timers (which
+        # carry no AWS_PROFILE) sign with the same identity; else [defaults] profile, read live.
+        profile=cfg.check_profile(profile) if (profile := a.profile or os.environ.get("AWS_PROFILE")) else None,
         via=cfg.parse_via(a.via) if a.via else None,
         sslrootcert=cfg.check_path("sslrootcert", os.path.abspath(a.sslrootcert)) if a.sslrootcert else None,
         require_auth=a.require_auth,
@@ -115,7 +117,8 @@ def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Min
                                    drop_foreign=[svc.name] if replace else [])
         states = dict(store.read(paths).states)
         if m:
-            states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, profile=svc.profile)
+            states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at,
+                                             profile=getattr(m, "profile", svc.profile))
             result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
         else:
             states.pop(svc.name, None)

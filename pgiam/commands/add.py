@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import time
 
 from pgiam.commands._common import Out, Subparsers, command
+from pgiam.config import Service
 from pgiam.errors import ExitCode
 from pgiam.paths import Paths
 
@@ -43,10 +46,27 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     services.check_conflicts(paths, current, svc, args.replace)  # before any download
     notices: list[str] = []
     svc = services.with_tls_defaults(paths, svc, notices)
+    signed: list[token.Minted] = []
+
+    def mint(s: Service) -> token.Minted:
+        # [defaults] profile signs when no profile was given, as it will at every refresh; a failed add
+        # saves nothing, so its hint must not say `pgiam refresh NAME`.
+        m = token.mint(dataclasses.replace(s, profile=s.profile or current.defaults.profile),
+                       retry="run the same `pgiam add` again")
+        signed.append(m)
+        return m
+
     result = services.add(paths, svc, explicit_region=bool(args.region), now=time.time(),
-                          mint=None if args.no_refresh else token.mint, replace=args.replace)
+                          mint=None if args.no_refresh else mint, replace=args.replace)
     for n in notices + result.notices:
         out.note(n)
+    env_keys = signed[0].method == "env" if signed else (
+        not (svc.profile or current.defaults.profile) and bool(os.environ.get("AWS_ACCESS_KEY_ID")))
+    if env_keys:
+        out.note(f"{svc.name} is signed with keys from AWS_ACCESS_KEY_ID: timers, cron and other shells do not "
+                 "have them, so their refreshes will fail")
+        print(f"hint: put the keys in a profile (`aws configure --profile NAME`, or use SSO: `aws configure sso`), "
+              f"then `pgiam add {svc.name} --replace --profile NAME ...`", file=out.stderr)
     via = f" via {svc.via}" if svc.via else ""
     out.print(f"added {svc.name}: {svc.user}@{svc.host}:{svc.port}{via}, sslmode=verify-full")
     if args.no_refresh:

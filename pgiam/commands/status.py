@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         out.print("no services yet: add one with `pgiam add NAME --host HOST --user USER`")
     for r in report.services:
         s = r.service
-        line = f"{s.name}\t{s.user}@{s.host}:{s.port}\tprofile {s.profile or 'default'}\t"
+        line = f"{s.name}\t{s.user}@{s.host}:{s.port}\tprofile {s.profile or r.signed_by or 'default'}\t"
         if r.token in ("missing", "invalid"):
             line += f"{r.token}: {r.reason}"
         else:
