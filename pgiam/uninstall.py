@@ -95,6 +95,17 @@ def _changes(paths: Paths, path: Path) -> tuple[bytes, bytes] | None:
     return None if foreign == text else (data, foreign.encode("utf-8", "surrogateescape"))
 
 
+def _remove_link(link: Path, removed: list[str], notes: list[str]) -> None:
+    """A directory symlinked elsewhere (a dotfiles manager): the link goes, its target is the user's."""
+    target = os.path.realpath(link)
+    try:
+        link.unlink()
+    except OSError as err:
+        raise FileError(f"cannot remove {link}: {err.strerror}", f"remove {link} by hand") from None
+    removed.append(str(link))
+    notes.append(f"{link} was a symlink: removed the link, kept {target}")
+
+
 def run(paths: Paths, wait: float | None = None) -> Result:
     """Remove everything in plan(paths), holding pgiam's lock (a busy lock changes nothing)."""
     from pgiam import timer
@@ -121,13 +132,18 @@ def run(paths: Paths, wait: float | None = None) -> Result:
             if not change[1].strip():
                 notes.append(f"{path} is now empty; delete it if nothing else uses it")
         # The config goes while the lock is held: a refresh waiting for the lock then finds no service.
-        if paths.config_file.exists():
+        if paths.config_dir.is_symlink():
+            _remove_link(paths.config_dir, removed, notes)
+        elif paths.config_file.exists():
             try:
                 paths.config_file.unlink()
             except OSError as err:
                 raise FileError(f"cannot remove {paths.config_file}: {err.strerror}",
                                 f"remove {paths.config_file} by hand") from None
     for d in _own_dirs(paths):
+        if d.is_symlink():
+            _remove_link(d, removed, notes)
+            continue
         if not d.is_dir():
             continue
         try:

@@ -131,3 +131,16 @@ def test_busy_lock_changes_nothing(env: dict[str, str], ca_file: Path) -> None:
         holder.stdin.close()
         holder.wait(timeout=30)
     assert plistlib.loads((home / "Library" / "LaunchAgents" / f"{launchd.LABEL}.plist").read_bytes())
+
+
+def test_symlinked_config_dir_loses_only_the_link(env: dict[str, str], tmp_path: Path) -> None:
+    home = Path(env["HOME"])
+    dotfiles = tmp_path / "dotfiles" / "pgiam"
+    dotfiles.mkdir(parents=True)
+    (dotfiles / "config.toml").write_text("[defaults]\nregion = \"us-east-1\"\n")
+    (home / ".config").mkdir(exist_ok=True)
+    (home / ".config" / "pgiam").symlink_to(dotfiles)
+    proc = pgiam(env, "uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert not (home / ".config" / "pgiam").exists() and (dotfiles / "config.toml").is_file()
+    assert "was a symlink" in proc.stderr
