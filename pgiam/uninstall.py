@@ -49,7 +49,8 @@ class Result:
 
 def _own_dirs(paths: Paths) -> list[Path]:
     # Only directories named after pgiam (platformdirs' app directories): never a parent by mistake.
-    dirs = [paths.config_dir, paths.state_dir, paths.data_dir]
+    # On macOS platformdirs gives one directory for all three (~/Library/Application Support/pgiam).
+    dirs = dict.fromkeys([paths.config_dir, paths.state_dir, paths.data_dir])
     return [d for d in dirs if d.name == APP]
 
 

@@ -144,3 +144,32 @@ def test_symlinked_config_dir_loses_only_the_link(env: dict[str, str], tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert not (home / ".config" / "pgiam").exists() and (dotfiles / "config.toml").is_file()
     assert "was a symlink" in proc.stderr
+
+
+def test_macos_layout_one_directory_for_all(isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """platformdirs on macOS: config, state and data share ~/Library/Application Support/pgiam; listed and
+    removed once, with the LaunchAgent (its stand-in launchctl records the bootout)."""
+    from pgiam import uninstall
+    from pgiam.paths import Paths
+
+    home = isolated_env
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("launchctl", FAKE_LAUNCHCTL), ("crontab", FAKE_CRONTAB), ("systemctl", FAKE_SYSTEMCTL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    (home / "systemd-down").touch()
+    (home / "gui-session").touch()
+    support = home / "Library" / "Application Support" / "pgiam"
+    paths = Paths(config_file=support / "config.toml", state_dir=support, data_dir=support,
+                  pgpass=home / ".pgpass", service_file=home / ".pg_service.conf", home=home)
+    support.mkdir(parents=True)
+    (support / "state.json").write_text("{}")
+    timer.install(paths, method=None, every=None, enable=True, exe=["/opt/pgiam"], env={}, platform="darwin",
+                  uid=os.getuid())
+    plan = uninstall.plan(paths)
+    assert plan.directories == (support,) and len(plan.timers) == 1 and "LaunchAgent" in plan.timers[0]
+    result = uninstall.run(paths, wait=0)
+    assert not support.exists() and not launchd.plist_path(paths).exists() and not any((home / ".launchd").iterdir())
+    assert result.removed.count(str(support)) == 1
