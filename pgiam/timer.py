@@ -48,9 +48,13 @@ CRON_MARKER = "# pgiam: managed"
 CRON_COMMENT = CRON_MARKER + "; remove with pgiam timer remove"
 MIN_EVERY, MAX_EVERY = 60, 3600
 # How late a run may put its new token in the file, after the time it was scheduled for: the
-# scheduler's start delay (systemd: AccuracySec=, written below; cron and launchd start calendar
-# jobs at the minute boundary, within seconds) plus the refresh itself (its credential calls are
-# bounded to about 15 s). See max_every(): --every may not exceed the renewal margin minus this.
+# scheduler's start delay plus the refresh itself (its credential calls are bounded to about 15 s).
+# Start delay: systemd.timer(5) lets a timer fire up to AccuracySec= late (written below as 15 s;
+# the default is a minute); cron(8) wakes every minute and starts the matching jobs then; launchd.plist(5)
+# starts StartCalendarInterval jobs at the calendar time (later only after sleep, covered by the
+# catch-up run at wake). See max_every(): --every may not exceed the renewal margin minus ACCURACY.
+# A suspended machine is outside this rule: systemd and launchd catch up at wake, cron does not
+# (the prompt hook covers that gap).
 START_DELAY = 15
 REFRESH_TIME = 15
 ACCURACY = START_DELAY + REFRESH_TIME
