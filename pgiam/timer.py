@@ -543,6 +543,9 @@ def install(paths: Paths, *, method: str | None, every: int | None, enable: bool
         )
     notes: list[str] = []
     if chosen == "launchd":
+        if enable and not launchd.available():
+            raise EnvironmentProblem("there is no launchctl command: a LaunchAgent needs macOS's launchd",
+                                     "use --systemd or --cron here, or --no-enable to only write the plist")
         plist = launchd.plist_path(paths)
         data = launchd.render_plist([*exe, *REFRESH_ARGS], every, carried, launchd.log_path(paths))
         ensure_private_dir(paths.state_dir)  # launchd creates the log file, not its directory

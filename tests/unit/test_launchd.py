@@ -236,3 +236,15 @@ def test_cli_install_status_remove(home: Path) -> None:
     assert f"launchd: {plist} every 3 min (loaded in gui/{uid})" in status
     proc = pgiam("timer", "remove", "--launchd")
     assert proc.returncode == 0 and f"removed {plist}" in proc.stdout and not plist.exists()
+
+
+def test_no_launchctl_changes_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--launchd where there is no launchctl: exit 7 before anything is written; --no-enable still writes."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    paths = paths_for(home)
+    with pytest.raises(EnvironmentProblem, match="no launchctl") as caught:
+        timer.install(paths, method="launchd", every=240, enable=True, exe=["/opt/pgiam"], env={}, uid=UID)
+    assert "--no-enable" in (caught.value.hint or "")
+    assert not (home / "Library").exists() and not paths.state_dir.exists()
+    result = timer.install(paths, method="launchd", every=240, enable=False, exe=["/opt/pgiam"], env={}, uid=UID)
+    assert result.files[0].is_file()
