@@ -52,7 +52,7 @@ _pgiam() {
             return
             ;;
         --every)
-            _pgiam_offer 1m 5m 10m 15m 30m 60m  # whole minutes, 1m to 60m
+            _pgiam_offer 1m 2m 3m 4m 5m 6m 7m  # whole minutes; at most the renewal margin minus 30 s
             return
             ;;
         --host | --port | --user | --dbname | --region | --profile | --via | --url)
@@ -81,7 +81,7 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token sandbox hook timer certs)
+        args=(add remove list status refresh token sandbox hook timer certs completion uninstall)
     else
         opts=(--help -h)
         case $cmd in
@@ -98,7 +98,8 @@ _pgiam() {
                     [[ " ${pos[*]:1} " == *" $name "* ]] || args+=("$name")
                 done < <(_pgiam_services)
                 ;;
-            hook) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
+            hook | completion) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
+            uninstall) opts+=(--yes) ;;
             sandbox)
                 case $action in
                     '') args=(up down status) ;;
@@ -109,8 +110,8 @@ _pgiam() {
             timer)
                 case $action in
                     '') args=(install remove status) ;;
-                    install) opts+=(--systemd --cron --every --no-enable) ;;
-                    remove) opts+=(--systemd --cron) ;;
+                    install) opts+=(--systemd --cron --launchd --every --no-enable) ;;
+                    remove) opts+=(--systemd --cron --launchd) ;;
                     status) opts+=(--json) ;;
                 esac
                 ;;
@@ -125,12 +126,13 @@ _pgiam() {
     fi
 
     if [[ $cur == -* || ${#args[@]} -eq 0 ]]; then
-        # Options not given yet (also when no word fits here); --systemd and --cron exclude each other.
+        # Options not given yet (also when no word fits here); --systemd, --cron and --launchd exclude each other.
         local o given=" ${words[*]:1:cword-1} "
         args=()
         for o in "${opts[@]}"; do
             [[ $given == *" $o "* || $given == *" $o="* ]] && continue
-            [[ $o == --systemd || $o == --cron ]] && [[ $given == *" --systemd "* || $given == *" --cron "* ]] && continue
+            [[ $o == --systemd || $o == --cron || $o == --launchd ]] &&
+                [[ $given == *" --systemd "* || $given == *" --cron "* || $given == *" --launchd "* ]] && continue
             args+=("$o")
         done
     fi

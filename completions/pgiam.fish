@@ -57,8 +57,10 @@ complete -c pgiam -n __pgiam_at -a refresh -d 'mint fresh tokens into ~/.pgpass'
 complete -c pgiam -n __pgiam_at -a token -d 'print a fresh token on stdout'
 complete -c pgiam -n __pgiam_at -a sandbox -d 'a local PostgreSQL that checks IAM tokens like RDS'
 complete -c pgiam -n __pgiam_at -a hook -d 'print a prompt hook that keeps tokens fresh'
-complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user timer or cron'
+complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user timer, cron or launchd'
 complete -c pgiam -n __pgiam_at -a certs -d 'manage the Amazon RDS CA bundles'
+complete -c pgiam -n __pgiam_at -a completion -d 'print the completion script for bash, zsh or fish'
+complete -c pgiam -n __pgiam_at -a uninstall -d 'undo everything pgiam wrote'
 
 # add NAME --host HOST --user USER [options]
 complete -c pgiam -n '__pgiam_in add' -l host -x -d 'the endpoint DNS name'
@@ -91,6 +93,10 @@ complete -c pgiam -n '__pgiam_in status' -a '(__pgiam_services)' -d 'service'
 # hook SHELL
 complete -c pgiam -n '__pgiam_at hook' -a 'bash zsh fish' -d 'shell'
 
+# completion SHELL, uninstall [--yes]
+complete -c pgiam -n '__pgiam_at completion' -a 'bash zsh fish' -d 'shell'
+complete -c pgiam -n '__pgiam_in uninstall' -l yes -d 'really remove (without it, only show what would go)'
+
 # sandbox up|down|status
 complete -c pgiam -n '__pgiam_at sandbox' -a up -d 'start the sandbox and add the sandbox service'
 complete -c pgiam -n '__pgiam_at sandbox' -a down -d 'stop the sandbox and remove the sandbox service'
@@ -99,15 +105,17 @@ complete -c pgiam -n '__pgiam_in sandbox up' -l port -x -d 'local TCP port for P
 complete -c pgiam -n '__pgiam_in sandbox status' -l json -d 'machine-readable output'
 
 # timer install|remove|status
-complete -c pgiam -n '__pgiam_at timer' -a install -d 'install the timer (systemd when reachable, else cron)'
+complete -c pgiam -n '__pgiam_at timer' -a install -d 'install the timer (launchd on macOS, else systemd or cron)'
 complete -c pgiam -n '__pgiam_at timer' -a remove -d 'remove the timer'
 complete -c pgiam -n '__pgiam_at timer' -a status -d 'is a timer installed, and is it active'
-complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l cron' -l systemd -d 'a systemd user timer'
-complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l systemd' -l cron -d 'a line in your crontab'
-complete -c pgiam -n '__pgiam_in timer install' -l every -x -a '1m 5m 10m 15m 30m 60m' -d 'how often (default 5m, 1m to 60m)'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l cron -l launchd' -l systemd -d 'a systemd user timer'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l systemd -l launchd' -l cron -d 'a line in your crontab'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l systemd -l cron' -l launchd -d 'a macOS LaunchAgent'
+complete -c pgiam -n '__pgiam_in timer install' -l every -x -a '1m 2m 3m 4m 5m 6m 7m' -d 'how often (default: the longest safe, 4m at a 300 s margin)'
 complete -c pgiam -n '__pgiam_in timer install' -l no-enable -d 'write the units but do not enable them'
-complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l cron' -l systemd -d 'only the systemd units'
-complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd' -l cron -d 'only the crontab line'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l cron -l launchd' -l systemd -d 'only the systemd units'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd -l launchd' -l cron -d 'only the crontab line'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd -l cron' -l launchd -d 'only the LaunchAgent'
 complete -c pgiam -n '__pgiam_in timer status' -l json -d 'machine-readable output'
 
 # certs update|status
