@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from pgiam import config as cfg
-from pgiam import servicefile, store
+from pgiam import dsql, endpoints, servicefile, store
 from pgiam.config import Config, Service, load_config
 from pgiam.errors import ConfigError, EnvironmentProblem, UsageError
 from pgiam.fileio import locked, read_bytes
@@ -33,10 +35,16 @@ class ServiceArgs:
     require_auth: bool = False
 
 
-def build(paths: Paths, a: ServiceArgs, current: Config) -> Service:
-    """Validate the arguments into a Service; the region comes from --region, the host name, or [defaults]."""
+def build(paths: Paths, a: ServiceArgs, current: Config, notices: list[str] | None = None,
+          resolve: endpoints.Resolver | None = None) -> Service:
+    """Validate the arguments into a Service; the region comes from --region, the host name, or [defaults].
+
+    A host that is not an AWS endpoint name is replaced by the first AWS name in its CNAME chain
+    (said in `notices`), or refused: a token signed for any other name is refused (pgiam.endpoints).
+    """
     name = cfg.check_name(a.name)
-    host = cfg.check_host(a.host)
+    host = endpoints.signing_name(cfg.check_host(a.host), notices if notices is not None else [], resolve)
+    dbname = a.dbname if a.dbname is not None or not dsql.is_dsql_host(host) else dsql.DEFAULT_DBNAME
     region = cfg.check_region(a.region) if a.region else (cfg.infer_region(host) or current.defaults.region)
     if not region:
         raise UsageError(f"cannot tell the AWS region of {host}", "pass --region (e.g. --region us-east-1)")
@@ -45,11 +53,11 @@ def build(paths: Paths, a: ServiceArgs, current: Config) -> Service:
         host=host,
         port=cfg.check_port(a.port),
         user=cfg.check_text("user", a.user),
-        dbname=cfg.check_text("dbname", a.dbname) if a.dbname is not None else None,
+        dbname=cfg.check_text("dbname", dbname) if dbname is not None else None,
         region=region,
         profile=cfg.check_profile(a.profile) if a.profile else None,
         via=cfg.parse_via(a.via) if a.via else None,
-        sslrootcert=cfg.check_path("sslrootcert", os.path.abspath(a.sslrootcert)) if a.sslrootcert else None,
+        sslrootcert=check_ca_file(cfg.check_path("sslrootcert", os.path.abspath(a.sslrootcert))) if a.sslrootcert else None,
         require_auth=a.require_auth,
     )
 
@@ -64,8 +72,10 @@ def with_tls_defaults(paths: Paths, svc: Service, notices: list[str]) -> Service
             f"the installed libpq {version} cuts ~/.pgpass lines at 320 bytes, and IAM tokens are longer",
             "upgrade libpq to 13 or later (or 12.5 / 11.10 / 10.15 and newer minor releases)",
         )
+    if dsql.is_dsql_host(svc.host):
+        dsql.check_libpq(version, svc.name)
     if svc.sslrootcert is None:
-        if cfg.is_proxy_host(svc.host):
+        if cfg.is_proxy_host(svc.host) or dsql.is_dsql_host(svc.host):  # public Amazon roots
             root = certs.proxy_sslrootcert(version)
         else:
             root = str(certs.ensure_bundle(paths, certs.partition_for_region(svc.region)))
@@ -78,6 +88,19 @@ def with_tls_defaults(paths: Paths, svc: Service, notices: list[str]) -> Service
         what = ", ".join(extra) or "sslrootcert=system"
         notices.append(f"{svc.name} uses {what}: JDBC clients (pgJDBC: DataGrip, IntelliJ...) cannot use this service entry")
     return svc
+
+
+def check_ca_file(path: str) -> str:
+    """An --sslrootcert that exists and holds a PEM certificate (libpq would fail every connection otherwise)."""
+    if path == "system":
+        return path
+    head = read_bytes(Path(path))  # FIFO-safe; a directory or unreadable file is a FileError
+    if head is None:
+        raise UsageError(f"sslrootcert {path} does not exist", "give the CA bundle file that signed the server's certificate")
+    # OpenSSL's PEM reader (used by libpq's SSL_CTX_load_verify_locations) takes these three labels.
+    if not re.search(rb"-----BEGIN (X509 |TRUSTED )?CERTIFICATE-----.*?-----END (X509 |TRUSTED )?CERTIFICATE-----", head, re.S):
+        raise UsageError(f"sslrootcert {path} holds no PEM certificate", "give a PEM CA bundle (-----BEGIN CERTIFICATE----- ...)")
+    return path
 
 
 def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -> None:

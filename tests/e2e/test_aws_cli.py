@@ -23,7 +23,7 @@ def test_pgiam_token_equals_the_aws_cli(tmp_path: Path) -> None:
     w = make_world(tmp_path / "home")
     w.env.update(AWS_ACCESS_KEY_ID="AKIAPGIAMTESTEXAMPLE", AWS_SECRET_ACCESS_KEY="pgiamTestSecretKey/ExampleOnly0123456789ab")
     ca = tmp_path / "ca.pem"
-    ca.write_text("unused\n")
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # unused, but add checks it is PEM
     w.pgiam("add", "prod", "--host", HOST, "--user", USER, "--sslrootcert", str(ca), "--no-refresh")
     same_second = 0
     for _ in range(6):
