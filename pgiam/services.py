@@ -124,23 +124,37 @@ def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -
 def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Minter | None,
         replace: bool = False, wait: float | None = None) -> Result:
     """Save `svc` in the config, write its service entry and (unless mint is None) a fresh token: all or nothing."""
+    return add_all(paths, [(svc, explicit_region)], now, mint, replace, wait)
+
+
+def add_all(paths: Paths, svcs: list[tuple[Service, bool]], now: float, mint: Minter | None,
+            replace: bool = False, wait: float | None = None) -> Result:
+    """`add` for several services (`pgiam discover --add`): every one is written, or none."""
     wait = lock_wait() if wait is None else wait
-    check_conflicts(paths, load_config(paths.config_file), svc, replace)
-    m: Minted | None = mint(svc) if mint else None  # before the lock, and before anything is written
+    current = load_config(paths.config_file)
+    for svc, _ in svcs:
+        check_conflicts(paths, current, svc, replace)
+    # Minted before the lock, and before anything is written: one failure leaves every file as it was.
+    minted: dict[str, Minted] = {svc.name: mint(svc) for svc, _ in svcs} if mint else {}
     result = Result()
     with locked(paths.lock_file, wait):
         config = load_config(paths.config_file)
-        check_conflicts(paths, config, svc, replace)
-        text = _set_service_text(_config_text(paths), cfg.service_table(svc, explicit_region), svc.name)
+        text = _config_text(paths)
+        for svc, explicit_region in svcs:
+            check_conflicts(paths, config, svc, replace)
+            text = _set_service_text(text, cfg.service_table(svc, explicit_region), svc.name)
         new_config = cfg.parse_config(text, paths.config_file)
-        changes = store.plan_libpq(paths, new_config, {store.key_of(svc): m.token} if m else {}, result.notices,
-                                   drop_foreign=[svc.name] if replace else [])
+        tokens = {store.key_of(svc): minted[svc.name].token for svc, _ in svcs if svc.name in minted}
+        changes = store.plan_libpq(paths, new_config, tokens, result.notices,
+                                   drop_foreign=[svc.name for svc, _ in svcs] if replace else [])
         states = dict(store.read(paths).states)
-        if m:
-            states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, profile=svc.profile)
-            result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
-        else:
-            states.pop(svc.name, None)
+        for svc, _ in svcs:
+            m = minted.get(svc.name)
+            if m:
+                states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, profile=svc.profile)
+                result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
+            else:
+                states.pop(svc.name, None)
         changes = [(paths.config_file, text.encode(), 0o600), *changes, *store.plan_state(paths, new_config, states, now)]
         store.commit(paths, changes, new_config)
     return result

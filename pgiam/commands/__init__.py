@@ -8,5 +8,6 @@ from types import ModuleType
 
 def modules() -> list[ModuleType]:
     from pgiam.commands import add, certs, hook, list_, refresh, remove, sandbox, status, timer, token
+    from pgiam.commands import discover
 
-    return [add, remove, list_, status, refresh, token, sandbox, hook, timer, certs]
+    return [add, remove, list_, status, refresh, token, sandbox, hook, timer, certs, discover]
