@@ -61,6 +61,10 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         _table(out, report)
     for w in report.warnings:
         out.note(f"warning: {w}")
+    if report.warnings:
+        print("hint: the scan needs AWS credentials (`aws sso login --profile NAME`) allowed to call "
+              "rds:DescribeDBInstances, rds:DescribeDBClusters, rds:DescribeDBClusterEndpoints, rds:DescribeDBProxies, "
+              "rds:DescribeDBProxyEndpoints, dsql:ListClusters and dsql:GetCluster", file=out.stderr)
     for n in notices:
         out.note(n)
     if added:

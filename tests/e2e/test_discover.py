@@ -331,3 +331,46 @@ def test_flags_that_need_add(stand: StandIn, home: Path) -> None:
     assert p.returncode == ExitCode.USAGE and "--add" in p.stderr
     p = pgiam(home, stand, "discover", "--region", "us-east-1", "--add")
     assert p.returncode == ExitCode.USAGE and "--user" in p.stderr
+
+
+def test_no_credentials_at_all_exits_with_the_auth_code(stand: StandIn, home: Path) -> None:
+    p = pgiam(home, stand, "discover", "--region", "us-east-1", AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+    assert p.returncode == ExitCode.AUTH, p.stderr
+    assert "no usable AWS credentials" in p.stderr and "\nhint: " in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_progress_line_on_a_terminal_only(stand: StandIn, home: Path) -> None:
+    import pty
+
+    make_account(stand)
+    env = dict(os.environ, **env_for(stand.url))
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "pgiam", "discover", "--region", "us-east-1", "--region", "us-east-2"],
+                           env=env, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        os.close(follower)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(leader)
+    assert p.returncode == ExitCode.OK
+    assert b"\r\x1b[Kpgiam: scanned 1/2 (" in err and b"scanned 2/2" in err and err.endswith(b"\r\x1b[K")
+    assert "\r" not in p.stdout and "pg-iam" in p.stdout  # the table on stdout stays clean
+
+
+def test_suggested_names_are_prefixed_and_unique() -> None:
+    from pgiam.discover import Endpoint, _unique_names
+
+    def e(name: str, region: str, profile: str | None, kind: str = "instance") -> Endpoint:
+        return Endpoint(name, kind, f"{name}.x.{region}.rds.amazonaws.com", 5432, True, None, profile, region, name, "postgres")
+
+    rows = [e("db", "us-east-1", "a"), e("db", "eu-west-1", "a"), e("db", "us-east-1", "b"), e("other", "us-east-1", "a")]
+    assert [r.name for r in _unique_names(rows, "p-")] == ["p-db-us-east-1-a", "p-db-eu-west-1", "p-db-us-east-1-b", "p-other"]
