@@ -192,7 +192,7 @@ class _Runner:
             if self.uid is not None:
                 kwargs = {"user": self.uid, "group": self.gid, "extra_groups": []}
             try:
-                proc = subprocess.run(
+                proc = subprocess.run(  # type: ignore[call-overload]  # **kwargs: user/group only as root
                     list(argv),
                     input=input,
                     stdin=None if input is not None else subprocess.DEVNULL,
@@ -202,7 +202,7 @@ class _Runner:
                     env=env,
                     cwd=str(self.home),
                     timeout=timeout,
-                    **kwargs,  # type: ignore[arg-type]
+                    **kwargs,
                 )
             except subprocess.TimeoutExpired:
                 raise EnvironmentProblem(
@@ -512,7 +512,8 @@ def _create_roles(layout: _Layout, runner: _Runner, bins: dict[str, Path], port:
 
 def _load_state(layout: _Layout) -> dict[str, object] | None:
     try:
-        return json.loads(layout.info.read_text())
+        state: dict[str, object] | None = json.loads(layout.info.read_text())
+        return state
     except (OSError, ValueError):
         return None
 
@@ -672,7 +673,8 @@ def status(paths: Paths) -> dict[str, object]:
     """What runs where: pids and whether they are alive, ports, endpoint, logs. Creates nothing."""
     layout = _Layout.of(paths)
     state = _load_state(layout) or {}
-    info = state.get("info") or {}
+    raw_info = state.get("info")
+    info: dict[str, object] = raw_info if isinstance(raw_info, dict) else {}
     pg_pid = _postmaster_pid(layout)
     ldapd_pid = _read_int(layout.ldapd_pid)
     pg_alive, ldapd_alive = _alive(pg_pid), bool(ldapd_pid and _alive(ldapd_pid) and _is_ldapd(ldapd_pid))
@@ -683,10 +685,10 @@ def status(paths: Paths) -> dict[str, object]:
         "ldapd_pid": ldapd_pid,
         "ldapd_alive": ldapd_alive,
         "ldapd_port": state.get("ldapd_port"),
-        "local_port": info.get("local_port"),  # type: ignore[union-attr]
+        "local_port": info.get("local_port"),
         "endpoint": f"{ENDPOINT_HOST}:{ENDPOINT_PORT}",
         "dsql_endpoint": f"{DSQL_HOST}:{ENDPOINT_PORT}",
-        "role": info.get("role"),  # type: ignore[union-attr]
+        "role": info.get("role"),
         "ca_file": str(layout.ca_crt),
         "aws_credentials_file": str(layout.credentials),
         "aws_profile": AWS_PROFILE,
