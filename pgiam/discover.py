@@ -53,11 +53,13 @@ class Endpoint:
     identifier: str  # the instance / cluster / endpoint / proxy / DSQL cluster identifier
     engine: str
     target_role: str | None = None  # proxy endpoints: READ_WRITE or READ_ONLY
+    ca_identifier: str | None = None  # instances: the RDS CA that signed the server certificate
 
     def to_json(self) -> JSON:
         return {"name": self.name, "kind": self.kind, "host": self.host, "port": str(self.port), "iam": self.iam,
                 "resource_arn": self.resource_arn, "profile": self.profile, "region": self.region,
-                "identifier": self.identifier, "engine": self.engine, "target_role": self.target_role}
+                "identifier": self.identifier, "engine": self.engine, "target_role": self.target_role,
+                "ca_identifier": self.ca_identifier}
 
 
 @dataclass(frozen=True)
@@ -208,9 +210,9 @@ def scan(profile: str | None, region: str, clients: ClientFactory = boto_clients
     calls = _Calls(s)
 
     def row(name: str, kind: str, host: str, port: int, iam: bool, arn: str | None, ident: str, engine: str,
-            target_role: str | None = None) -> None:
+            target_role: str | None = None, ca: str | None = None) -> None:
         s.endpoints.append(Endpoint(name, kind, host.lower().rstrip("."), port, iam, arn, profile, region, ident,
-                                    engine, target_role))
+                                    engine, target_role, ca))
 
     rds = clients(profile, region, "rds")
     clusters: dict[str, dict[str, Any]] = {}
@@ -247,7 +249,7 @@ def scan(profile: str | None, region: str, clients: ClientFactory = boto_clients
             iam = bool(i.get("IAMDatabaseAuthenticationEnabled"))
             arn = _dbuser_prefix(i.get("DBInstanceArn"), region, i.get("DbiResourceId"))
         row(ident, "instance", i["Endpoint"]["Address"], int(i["Endpoint"].get("Port") or 5432), iam, arn, ident,
-            i["Engine"])
+            i["Engine"], ca=i.get("CACertificateIdentifier"))
     proxies: dict[str, tuple[bool, str | None]] = {}
     for p in calls.pages(rds, "rds", "DescribeDBProxies", "DBProxies"):
         if p.get("EngineFamily") != "POSTGRESQL" or not p.get("Endpoint"):
@@ -268,7 +270,14 @@ def scan(profile: str | None, region: str, clients: ClientFactory = boto_clients
                 e["DBProxyEndpointName"], "postgres", e.get("TargetRole"))
     if calls.fatal:
         return s
-    d = clients(profile, region, "dsql")
+    import botocore.exceptions as bx
+
+    try:
+        d = clients(profile, region, "dsql")
+    except bx.UnknownServiceError:  # botocore before 1.35.90 knows no DSQL
+        calls._warn("dsql:ListClusters", "this botocore does not know Aurora DSQL: upgrade boto3/botocore",
+                    ExitCode.ENVIRONMENT)
+        return s
     for c in calls.pages(d, "dsql", "ListClusters", "clusters"):
         ident = c["identifier"]
         got = calls.call(d, "dsql", "GetCluster", identifier=ident) or {}

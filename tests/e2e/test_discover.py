@@ -230,6 +230,7 @@ def test_discover_lists_exactly_the_postgresql_endpoints(stand: StandIn, home: P
     prx = ids["proxy_arn"].rsplit(":", 1)[1]
     assert got["px-iam"]["resource_arn"] == got["px-iam-ro"]["resource_arn"] == f"arn:aws:rds-db:us-east-1:123456789012:dbuser:{prx}/"
     assert got["px-iam-ro"]["target_role"] == "READ_ONLY" and got["px-iam"]["port"] == "5432"
+    assert got["pg-iam"]["ca_identifier"] == "rds-ca-default" and got["aur"]["ca_identifier"] is None
     assert got["pg-iam"]["resource_arn"].startswith("arn:aws:rds-db:us-east-1:123456789012:dbuser:db-")
     assert all(e["region"] == "us-east-1" and e["profile"] is None for e in got.values())
     # The stand-in's one-item pages were all followed.
@@ -374,3 +375,32 @@ def test_suggested_names_are_prefixed_and_unique() -> None:
 
     rows = [e("db", "us-east-1", "a"), e("db", "eu-west-1", "a"), e("db", "us-east-1", "b"), e("other", "us-east-1", "a")]
     assert [r.name for r in _unique_names(rows, "p-")] == ["p-db-us-east-1-a", "p-db-eu-west-1", "p-db-us-east-1-b", "p-other"]
+
+
+def test_scans_run_concurrently_and_within_the_bound() -> None:
+    """Up to MAX_WORKERS profile/region scans at once (a barrier that size must be reached), never more threads."""
+    from pgiam import discover
+
+    barrier = threading.Barrier(discover.MAX_WORKERS, timeout=60)
+    threads: set[int] = set()
+    lock = threading.Lock()
+
+    class Paginator:
+        def __init__(self, op: str) -> None:
+            self.op = op
+
+        def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+            if self.op == "describe_db_clusters":  # the first call of every scan
+                with lock:
+                    threads.add(threading.get_ident())
+                barrier.wait()
+            return iter([{}])
+
+    class Client:  # an AWS edge that lists nothing
+        def get_paginator(self, op: str) -> Paginator:
+            return Paginator(op)
+
+    regions = [f"us-east-{n}" for n in range(1, 3 * discover.MAX_WORKERS + 1)]
+    report = discover.discover([None], regions, clients=lambda p, r, s: Client())
+    assert report.endpoints == () and report.warnings == ()
+    assert len(threads) == discover.MAX_WORKERS
