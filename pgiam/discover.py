@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -115,14 +116,37 @@ class _Scan:
 ClientFactory = Callable[[str | None, str, str], Any]  # (profile, region, service) -> botocore client
 
 
-def boto_clients(profile: str | None, region: str, service: str) -> Any:
-    """A botocore client with bounded timeouts and retries (botocore's defaults can stall for minutes)."""
-    import botocore.session
-    from botocore.config import Config
+class BotoClients:
+    """botocore clients: one session per profile, so credentials (SSO, assume-role, MFA) are resolved once."""
 
-    session = botocore.session.Session(profile=profile)
-    return session.create_client(service, region_name=region, config=Config(
-        connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}))
+    def __init__(self) -> None:
+        self._sessions: dict[str | None, Any] = {}
+        self._lock = threading.Lock()  # botocore sessions are not thread-safe; the clients they make are
+
+    def _session(self, profile: str | None) -> Any:
+        import botocore.session
+
+        if profile not in self._sessions:
+            self._sessions[profile] = botocore.session.Session(profile=profile)
+        return self._sessions[profile]
+
+    def prepare(self, profile: str | None) -> None:
+        """Resolve the profile's credentials in the calling thread (an MFA prompt must not come from a worker)."""
+        import botocore.exceptions as bx
+
+        with self._lock:
+            try:
+                self._session(profile).get_credentials()
+            except (bx.BotoCoreError, bx.ClientError, EOFError):
+                pass  # every API call of the scan reports it as a warning
+
+    def __call__(self, profile: str | None, region: str, service: str) -> Any:
+        """A client with bounded timeouts and retries (botocore's defaults can stall for minutes)."""
+        from botocore.config import Config
+
+        with self._lock:
+            return self._session(profile).create_client(service, region_name=region, config=Config(
+                connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}))
 
 
 def _arn_parts(arn: str | None) -> tuple[str, str] | None:
@@ -162,11 +186,7 @@ class _Calls:
             self._warn(f"{service}:{op}", f"no usable AWS credentials ({type(err).__name__})", ExitCode.AUTH)
             return
         except bx.ClientError as err:
-            code = str(err.response.get("Error", {}).get("Code", "")) or "Error"
-            msg = str(err.response.get("Error", {}).get("Message", "")) or str(err)
-            denied = code in DENIED or "denied" in code.lower() or "not authorized" in msg.lower()
-            self._warn(f"{service}:{op}", f"{code}: {msg}" if not denied else f"not allowed ({code})",
-                       ExitCode.AUTH if denied else ExitCode.NETWORK)
+            self._warn(f"{service}:{op}", *_client_error(err))
             return
         except (bx.BotoCoreError, OSError) as err:
             self._warn(f"{service}:{op}", f"{type(err).__name__}: {err}", ExitCode.NETWORK)
@@ -183,9 +203,7 @@ class _Calls:
         try:
             out: dict[str, Any] = getattr(client, _snake(op))(**kwargs)
         except bx.ClientError as err:
-            code = str(err.response.get("Error", {}).get("Code", "")) or "Error"
-            self._warn(f"{service}:{op}", f"{code}: {err.response.get('Error', {}).get('Message', '')}",
-                       ExitCode.AUTH if code in DENIED else ExitCode.NETWORK)
+            self._warn(f"{service}:{op}", *_client_error(err))
             return None
         except (bx.BotoCoreError, OSError) as err:
             self._warn(f"{service}:{op}", f"{type(err).__name__}: {err}", ExitCode.NETWORK)
@@ -197,6 +215,15 @@ class _Calls:
         self.scan.warnings.append(ScanWarning(self.scan.profile, self.scan.region, api, error, int(code)))
 
 
+def _client_error(err: Any) -> tuple[str, ExitCode]:
+    """The warning text and exit code of an API error: a refusal by IAM is AUTH, anything else NETWORK."""
+    code = str(err.response.get("Error", {}).get("Code", "")) or "Error"
+    msg = str(err.response.get("Error", {}).get("Message", "")) or str(err)
+    if code in DENIED or "denied" in code.lower() or "not authorized" in msg.lower():
+        return f"not allowed ({code})", ExitCode.AUTH
+    return f"{code}: {msg}", ExitCode.NETWORK
+
+
 def _snake(op: str) -> str:
     """DescribeDBInstances -> describe_db_instances (botocore's method names)."""
     import botocore
@@ -204,7 +231,7 @@ def _snake(op: str) -> str:
     return str(botocore.xform_name(op))
 
 
-def scan(profile: str | None, region: str, clients: ClientFactory = boto_clients) -> _Scan:
+def scan(profile: str | None, region: str, clients: ClientFactory) -> _Scan:
     """Every PostgreSQL endpoint of one profile and region."""
     s = _Scan(profile, region)
     calls = _Calls(s)
@@ -309,7 +336,7 @@ def region_of_profile(profile: str | None) -> str | None:
 
 
 def discover(profiles: list[str | None], regions: list[str], prefix: str = "",
-             clients: ClientFactory = boto_clients, workers: int = MAX_WORKERS,
+             clients: ClientFactory | None = None, workers: int = MAX_WORKERS,
              progress: Callable[[int, int, str], None] | None = None) -> DiscoverReport:
     """Scan every (profile, region) pair, at most `workers` at once; names made unique and prefixed."""
     pairs: list[tuple[str | None, str]] = []
@@ -320,6 +347,11 @@ def discover(profiles: list[str | None], regions: list[str], prefix: str = "",
             raise UsageError(f"no region for profile {p or 'default'}", "pass --region R (several times for several regions)")
         pairs += [(p, r) for r in rs]
     pairs = list(dict.fromkeys(pairs))
+    if clients is None:
+        boto = BotoClients()
+        for p in profiles:
+            boto.prepare(p)
+        clients = boto
     results: dict[tuple[str | None, str], _Scan] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(pairs)))) as pool:
         futures = {pool.submit(scan, p, r, clients): (p, r) for p, r in pairs}
