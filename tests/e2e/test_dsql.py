@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -52,6 +54,28 @@ def test_pgiam_token_equals_boto3_at_a_frozen_clock(run_cli, ca_file: Path, froz
     assert (t.host, t.port, t.region, t.service, t.user) == (HOST, None, "eu-west-3", "dsql", None)
     assert t.action == ("DbConnectAdmin" if user == "admin" else "DbConnect")
     assert t.lifetime == 900 and t.session_token == bool(session_token)
+
+
+FREEZE = """\
+import datetime
+import botocore.auth
+botocore.auth.get_current_datetime = lambda *a, **k: datetime.datetime(2026, 11, 26, 12, 0, 0)
+"""
+
+
+def test_pgiam_token_subprocess_equals_boto3_at_a_frozen_clock(run_cli, tmp_path: Path, ca_file: Path, frozen: None) -> None:
+    """The installed command, in its own process, with botocore's clock frozen by a sitecustomize module."""
+    code, _, err = run_cli("add", "d", "--host", HOST, "--user", "admin", "--sslrootcert", str(ca_file), "--no-refresh")
+    assert code == ExitCode.OK, err
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FREEZE)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(root)]))
+    p = subprocess.run([sys.executable, "-m", "pgiam", "token", "d"], env=env, capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == boto3_token("admin") and "X-Amz-Date=20261126T120000Z" in p.stdout
 
 
 def test_dsql_defaults_region_dbname_and_the_token_in_pgpass(run_cli, home: Path, ca_file: Path, frozen: None) -> None:
