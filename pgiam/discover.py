@@ -57,7 +57,7 @@ class Endpoint:
     ca_identifier: str | None = None  # instances: the RDS CA that signed the server certificate
 
     def to_json(self) -> JSON:
-        return {"name": self.name, "kind": self.kind, "host": self.host, "port": str(self.port), "iam": self.iam,
+        return {"name": self.name, "kind": self.kind, "host": self.host, "port": self.port, "iam": self.iam,
                 "resource_arn": self.resource_arn, "profile": self.profile, "region": self.region,
                 "identifier": self.identifier, "engine": self.engine, "target_role": self.target_role,
                 "ca_identifier": self.ca_identifier}

@@ -229,7 +229,7 @@ def test_discover_lists_exactly_the_postgresql_endpoints(stand: StandIn, home: P
     assert got["aur-1"]["resource_arn"] == got["aur"]["resource_arn"]  # Aurora: the cluster's resource id
     prx = ids["proxy_arn"].rsplit(":", 1)[1]
     assert got["px-iam"]["resource_arn"] == got["px-iam-ro"]["resource_arn"] == f"arn:aws:rds-db:us-east-1:123456789012:dbuser:{prx}/"
-    assert got["px-iam-ro"]["target_role"] == "READ_ONLY" and got["px-iam"]["port"] == "5432"
+    assert got["px-iam-ro"]["target_role"] == "READ_ONLY" and got["px-iam"]["port"] == 5432
     assert got["pg-iam"]["ca_identifier"] == "rds-ca-default" and got["aur"]["ca_identifier"] is None
     assert got["pg-iam"]["resource_arn"].startswith("arn:aws:rds-db:us-east-1:123456789012:dbuser:db-")
     assert all(e["region"] == "us-east-1" and e["profile"] is None for e in got.values())
