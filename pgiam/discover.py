@@ -87,6 +87,7 @@ class DiscoverReport:
     endpoints: tuple[Endpoint, ...]
     warnings: tuple[ScanWarning, ...]
     calls_ok: int  # API calls that answered
+    added: tuple[str, ...] = ()  # services `--add` created
 
     @property
     def exit_code(self) -> ExitCode:
@@ -99,7 +100,7 @@ class DiscoverReport:
 
     def to_json(self) -> JSON:
         return envelope("discover", exit_code=int(self.exit_code), endpoints=[e.to_json() for e in self.endpoints],
-                        warnings=[w.to_json() for w in self.warnings])
+                        warnings=[w.to_json() for w in self.warnings], added=list(self.added))
 
 
 @dataclass

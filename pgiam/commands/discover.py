@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -50,13 +51,12 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             print(f"\r\033[Kpgiam: scanned {done}/{total} ({what}){end}", end="", file=out.stderr, flush=True)
 
     report = discover.discover(profiles, regions, prefix=args.prefix, progress=progress)
-    added: list[str] = []
     notices: list[str] = []
     if args.add:
         svcs = discover.add_endpoints(paths, report, args.user, args.dbname, args.replace, time.time(), token.mint, notices)
-        added = [s.name for s in svcs]
+        report = dataclasses.replace(report, added=tuple(s.name for s in svcs))
     if args.json:
-        out.json(report.to_json() | {"added": added})
+        out.json(report.to_json())
     else:
         _table(out, report)
     for w in report.warnings:
@@ -67,8 +67,9 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
               "rds:DescribeDBProxyEndpoints, dsql:ListClusters and dsql:GetCluster", file=out.stderr)
     for n in notices:
         out.note(n)
-    if added:
-        out.print(f"added {len(added)} service(s): {', '.join(added)}", f"connect with: psql service={added[0]}")
+    if report.added and not args.json:
+        out.print(f"added {len(report.added)} service(s): {', '.join(report.added)}",
+                  f"connect with: psql service={report.added[0]}")
     return report.exit_code
 
 

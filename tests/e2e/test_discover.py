@@ -312,6 +312,10 @@ def test_add_makes_working_entries_for_the_iam_enabled_rows_only(stand: StandIn,
                                  host=s["host"], port=int(s["port"]), user="alice", now=now)
         assert reason is None, (s["name"], reason)
     assert "added 8 service(s)" in p.stdout
+    doc = json.loads(pgiam(home, stand, "discover", "--region", "us-east-1", "--json", "--add", "--user", "alice",
+                           "--prefix", "p-", "--replace", PGIAM_LIBPQ_VERSION="16.4").stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert sorted(doc["added"]) == sorted(expected)
 
 
 def test_add_is_all_or_nothing_and_refuses_conflicts(stand: StandIn, home: Path, ca_file: Path) -> None:
