@@ -57,7 +57,7 @@ def build(paths: Paths, a: ServiceArgs, current: Config, notices: list[str] | No
         region=region,
         profile=cfg.check_profile(a.profile) if a.profile else None,
         via=cfg.parse_via(a.via) if a.via else None,
-        sslrootcert=check_ca_file(cfg.check_path("sslrootcert", os.path.abspath(a.sslrootcert))) if a.sslrootcert else None,
+        sslrootcert=check_ca_file(cfg.check_path("sslrootcert", _abs(a.sslrootcert))) if a.sslrootcert else None,
         require_auth=a.require_auth,
     )
 
@@ -88,6 +88,11 @@ def with_tls_defaults(paths: Paths, svc: Service, notices: list[str]) -> Service
         what = ", ".join(extra) or "sslrootcert=system"
         notices.append(f"{svc.name} uses {what}: JDBC clients (pgJDBC: DataGrip, IntelliJ...) cannot use this service entry")
     return svc
+
+
+def _abs(path: str) -> str:
+    """An absolute path, except libpq 16's keyword `system` (the OS trust store)."""
+    return path if path == "system" else os.path.abspath(path)
 
 
 def check_ca_file(path: str) -> str:

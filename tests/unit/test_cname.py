@@ -189,3 +189,17 @@ def test_add_accepts_a_real_pem_bundle(run_cli, home: Path, tmp_path: Path) -> N
                     "-out", str(ca), "-subj", "/CN=test CA", "-days", "2"], check=True, capture_output=True)
     code, _, err = run_cli("add", "p", "--host", CLUSTER, "--user", "u", "--sslrootcert", str(ca), "--no-refresh")
     assert code == ExitCode.OK, err
+
+
+@pytest.mark.parametrize(("libpq", "code"), [("16.4", ExitCode.OK), ("15.18", ExitCode.ENVIRONMENT)])
+def test_add_takes_sslrootcert_system_as_the_keyword(run_cli, home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     libpq: str, code: ExitCode) -> None:
+    """`--sslrootcert system` is libpq 16's OS trust store, not a file named system in the current directory."""
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", libpq)
+    c, _, err = run_cli("add", "p", "--host", "px.proxy-abc.us-east-1.rds.amazonaws.com", "--user", "u",
+                        "--sslrootcert", "system", "--no-refresh")
+    assert c == code, err
+    if code == ExitCode.OK:
+        assert "sslrootcert=system" in (home / ".pg_service.conf").read_text().split("\n")
+    else:
+        assert "sslrootcert=system needs libpq 16" in err
