@@ -55,7 +55,7 @@ _pgiam() {
             _pgiam_offer 1m 2m 3m 4m 5m 6m 7m  # whole minutes; at most the renewal margin minus 30 s
             return
             ;;
-        --host | --port | --user | --dbname | --region | --profile | --via | --url)
+        --host | --port | --user | --dbname | --region | --profile | --via | --url | --prefix)
             COMPREPLY=()
             return
             ;;
@@ -68,7 +68,7 @@ _pgiam() {
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
         case $w in
-            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition)
+            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --prefix)
                 ((i++))
                 [[ ${words[i]-} == = ]] && ((i++))
                 ;;
@@ -81,7 +81,7 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token sandbox hook timer certs completion uninstall)
+        args=(add remove list status refresh token sandbox hook timer certs discover completion uninstall)
     else
         opts=(--help -h)
         case $cmd in
@@ -89,6 +89,7 @@ _pgiam() {
                         --require-auth --replace --no-refresh) ;;
             remove | token) ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services) ;;
             list) opts+=(--json --names) ;;
+            discover) opts+=(--profile --region --json --prefix --add --user --dbname --replace) ;;
             status | refresh)
                 opts+=(--json)
                 [[ $cmd == refresh ]] && opts+=(--if-needed --wait --quiet)

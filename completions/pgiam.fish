@@ -61,6 +61,7 @@ complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user 
 complete -c pgiam -n __pgiam_at -a certs -d 'manage the Amazon RDS CA bundles'
 complete -c pgiam -n __pgiam_at -a completion -d 'print the completion script for bash, zsh or fish'
 complete -c pgiam -n __pgiam_at -a uninstall -d 'undo everything pgiam wrote'
+complete -c pgiam -n __pgiam_at -a discover -d 'list the account PostgreSQL endpoints (and add them)'
 
 # add NAME --host HOST --user USER [options]
 complete -c pgiam -n '__pgiam_in add' -l host -x -d 'the endpoint DNS name'
@@ -124,3 +125,13 @@ complete -c pgiam -n '__pgiam_at certs' -a status -d 'managed bundles, CA counts
 complete -c pgiam -n '__pgiam_in certs update' -l url -x -d 'download the bundle from this https URL'
 complete -c pgiam -n '__pgiam_in certs update' -l partition -x -a 'aws aws-us-gov aws-cn' -d 'which partition'
 complete -c pgiam -n '__pgiam_in certs status' -l json -d 'machine-readable output'
+
+# discover [--profile P ...] [--region R ...] [--json] [--prefix P] [--add --user U [--dbname D] [--replace]]
+complete -c pgiam -n '__pgiam_in discover' -l profile -x -d 'AWS profile to scan (repeatable)'
+complete -c pgiam -n '__pgiam_in discover' -l region -x -d 'region to scan (repeatable)'
+complete -c pgiam -n '__pgiam_in discover' -l json -d 'machine-readable output'
+complete -c pgiam -n '__pgiam_in discover' -l prefix -x -d 'put this before every suggested name'
+complete -c pgiam -n '__pgiam_in discover' -l add -d 'add every IAM-enabled endpoint as a service'
+complete -c pgiam -n '__pgiam_in discover' -l user -x -d 'with --add: database user'
+complete -c pgiam -n '__pgiam_in discover' -l dbname -x -d 'with --add: database name'
+complete -c pgiam -n '__pgiam_in discover' -l replace -d 'with --add: replace services of the same name'

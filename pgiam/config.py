@@ -212,7 +212,9 @@ def infer_region(host: str) -> str | None:
         n = len(suffix)
         if len(labels) >= n + 2 and labels[-n:] == suffix and _REGION_RE.match(labels[-n - 1]):
             return labels[-n - 1]
-    return None
+    from pgiam import dsql
+
+    return dsql.region_of(host)  # Aurora DSQL: <id>.dsql.<region>.on.aws
 
 
 def is_proxy_host(host: str) -> bool:

@@ -109,6 +109,10 @@ def mint(svc: Service, retry: str | None = None) -> Minted:
 
 def _sign(session: Session, creds: Credentials, svc: Service) -> tuple[str, float]:
     """botocore's own generate_db_auth_token, without loading the RDS service model."""
+    from pgiam import dsql
+
+    if dsql.is_dsql_host(svc.host):  # Aurora DSQL signs differently (no port, no user): pgiam.dsql
+        return dsql.sign(session, creds, svc)
     import botocore.auth
     import botocore.signers
     from botocore.model import ServiceId

@@ -8,6 +8,6 @@ from types import ModuleType
 
 def modules() -> list[ModuleType]:
     from pgiam.commands import add, certs, completion, hook, list_, refresh, remove, sandbox, status, timer, token
-    from pgiam.commands import uninstall
+    from pgiam.commands import discover, uninstall
 
-    return [add, remove, list_, status, refresh, token, sandbox, hook, timer, certs, completion, uninstall]
+    return [add, remove, list_, status, refresh, token, sandbox, hook, timer, certs, discover, completion, uninstall]

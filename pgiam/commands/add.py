@@ -20,7 +20,7 @@ examples:
   pgiam add prod --host db.cluster-abc.us-west-2.rds.amazonaws.com --user alice --via 127.0.0.1:15432
   pgiam add prod --replace --host ... --user alice --profile prod-sso""")
     a.add_argument("name", metavar="NAME", help="service name for `psql service=NAME`")
-    a.add_argument("--host", required=True, help="the endpoint's DNS name (cluster, instance or proxy endpoint)")
+    a.add_argument("--host", required=True, help="the endpoint's DNS name (cluster, instance, proxy or DSQL endpoint; a CNAME is followed to it)")
     a.add_argument("--port", default="5432", help="the endpoint's port (default 5432)")
     a.add_argument("--user", required=True, help="database user (granted rds_iam)")
     a.add_argument("--dbname", help="database name (default: libpq's, the user name)")
@@ -42,9 +42,9 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         profile=args.profile, via=args.via, sslrootcert=args.sslrootcert, require_auth=args.require_auth,
     )
     current = load_config(paths.config_file)
-    svc = services.build(paths, a, current)
-    services.check_conflicts(paths, current, svc, args.replace)  # before any download
     notices: list[str] = []
+    svc = services.build(paths, a, current, notices)  # a CNAME host becomes its AWS name, said in notices
+    services.check_conflicts(paths, current, svc, args.replace)  # before any download
     svc = services.with_tls_defaults(paths, svc, notices)
     signed: list[token.Minted] = []
 

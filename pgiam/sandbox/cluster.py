@@ -34,6 +34,7 @@ from pgiam.fileio import atomic_write, ensure_private_dir, locked
 from pgiam.paths import Paths
 
 ENDPOINT_HOST = "sandbox.cluster-pgiam.us-east-1.rds.amazonaws.com"
+DSQL_HOST = "pgiamsandbox.dsql.us-east-1.on.aws"  # the sandbox also plays an Aurora DSQL endpoint
 ENDPOINT_PORT = 5432  # what tokens are signed for, whatever local port the server listens on
 REGION = "us-east-1"
 DEFAULT_ROLE = "pgiam_sandbox"
@@ -191,7 +192,7 @@ class _Runner:
             if self.uid is not None:
                 kwargs = {"user": self.uid, "group": self.gid, "extra_groups": []}
             try:
-                proc = subprocess.run(
+                proc = subprocess.run(  # type: ignore[call-overload]  # **kwargs: user/group only as root
                     list(argv),
                     input=input,
                     stdin=None if input is not None else subprocess.DEVNULL,
@@ -201,7 +202,7 @@ class _Runner:
                     env=env,
                     cwd=str(self.home),
                     timeout=timeout,
-                    **kwargs,  # type: ignore[arg-type]
+                    **kwargs,
                 )
             except subprocess.TimeoutExpired:
                 raise EnvironmentProblem(
@@ -321,9 +322,11 @@ def _openssl(argv: list[str], cwd: Path) -> None:
 
 
 def _make_certificates(layout: _Layout) -> None:
-    """A private CA and a server certificate for the endpoint name, unless both already exist."""
+    """A private CA and a server certificate for both endpoint names, unless both already exist."""
     if all(p.exists() for p in (layout.ca_crt, layout.ca_key, layout.server_crt, layout.server_key)):
-        return
+        if _names_dsql(layout.server_crt):
+            return
+        layout.ca_crt.unlink()  # made before the sandbox played DSQL: make both again
     d = layout.sandbox
     for key in (layout.ca_key, layout.server_key):
         # Born 0600 before openssl writes the private key into it (openssl truncates, keeping the mode).
@@ -343,7 +346,7 @@ def _make_certificates(layout: _Layout) -> None:
     )
     ext = d / "server.ext"
     ext.write_text(
-        f"subjectAltName=DNS:{ENDPOINT_HOST}\nbasicConstraints=CA:FALSE\n"
+        f"subjectAltName=DNS:{ENDPOINT_HOST},DNS:{DSQL_HOST}\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     _openssl(
@@ -354,6 +357,17 @@ def _make_certificates(layout: _Layout) -> None:
     for leftover in (d / "server.csr", ext):
         leftover.unlink(missing_ok=True)
     os.chmod(layout.ca_crt, 0o644)
+
+
+def _names_dsql(cert: Path) -> bool:
+    """Does the server certificate name the DSQL endpoint too?"""
+    import ssl
+
+    try:
+        decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]
+    except (OSError, ssl.SSLError, AttributeError):
+        return False
+    return ("DNS", DSQL_HOST) in decoded.get("subjectAltName", ())
 
 
 # ---- ldapd ----
@@ -370,6 +384,7 @@ def _start_ldapd(layout: _Layout, access: str, secret: str) -> int:
         "region": REGION,
         "endpoint_host": ENDPOINT_HOST,
         "endpoint_port": ENDPOINT_PORT,
+        "dsql_host": DSQL_HOST,
         "log_file": str(layout.ldapd_log),
         "pid_file": str(layout.ldapd_pid),
         "port_file": str(layout.ldapd_port),
@@ -497,7 +512,8 @@ def _create_roles(layout: _Layout, runner: _Runner, bins: dict[str, Path], port:
 
 def _load_state(layout: _Layout) -> dict[str, object] | None:
     try:
-        return json.loads(layout.info.read_text())
+        state: dict[str, object] | None = json.loads(layout.info.read_text())
+        return state
     except (OSError, ValueError):
         return None
 
@@ -657,7 +673,8 @@ def status(paths: Paths) -> dict[str, object]:
     """What runs where: pids and whether they are alive, ports, endpoint, logs. Creates nothing."""
     layout = _Layout.of(paths)
     state = _load_state(layout) or {}
-    info = state.get("info") or {}
+    raw_info = state.get("info")
+    info: dict[str, object] = raw_info if isinstance(raw_info, dict) else {}
     pg_pid = _postmaster_pid(layout)
     ldapd_pid = _read_int(layout.ldapd_pid)
     pg_alive, ldapd_alive = _alive(pg_pid), bool(ldapd_pid and _alive(ldapd_pid) and _is_ldapd(ldapd_pid))
@@ -668,9 +685,10 @@ def status(paths: Paths) -> dict[str, object]:
         "ldapd_pid": ldapd_pid,
         "ldapd_alive": ldapd_alive,
         "ldapd_port": state.get("ldapd_port"),
-        "local_port": info.get("local_port"),  # type: ignore[union-attr]
+        "local_port": info.get("local_port"),
         "endpoint": f"{ENDPOINT_HOST}:{ENDPOINT_PORT}",
-        "role": info.get("role"),  # type: ignore[union-attr]
+        "dsql_endpoint": f"{DSQL_HOST}:{ENDPOINT_PORT}",
+        "role": info.get("role"),
         "ca_file": str(layout.ca_crt),
         "aws_credentials_file": str(layout.credentials),
         "aws_profile": AWS_PROFILE,

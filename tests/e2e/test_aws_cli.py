@@ -68,7 +68,7 @@ def test_pgiam_token_equals_the_aws_cli(tmp_path: Path) -> None:
     creds = ("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab", None)
     w.env.update(AWS_ACCESS_KEY_ID=creds[0], AWS_SECRET_ACCESS_KEY=creds[1])
     ca = tmp_path / "ca.pem"
-    ca.write_text("unused\n")
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # unused, but add checks it is PEM
     w.pgiam("add", "prod", "--host", HOST, "--user", USER, "--sslrootcert", str(ca), "--no-refresh")
     pairs = token_pairs(w, ["--hostname", HOST, "--port", "5432", "--region", "us-west-2", "--username", USER])
     for mine, cli in pairs:
