@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from pgiam import freshness, refresh, store
 from pgiam.config import Config, load_config
 from pgiam.errors import ConfigError, LockedError, PgiamError
+from pgiam.fileio import read_bytes
 from pgiam.notify import Notifier
 from pgiam.paths import Paths
 
@@ -75,6 +76,7 @@ class Daemon:
         self.wake = 0.0
         self.certs_due: dict[str, float] = {}
         self.last_watchdog = 0.0
+        self.reload_pending = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -88,7 +90,11 @@ class Daemon:
             from pgiam import pgbouncer
 
             pgbouncer.check_version(pgbouncer.probe_version())
-            pgbouncer_passwords(config, store.read(self.paths))  # users shared by two endpoints: refuse now
+            users = pgbouncer_passwords(config, store.read(self.paths))  # users shared by two endpoints: refuse now
+            data = read_bytes(self.options.pgbouncer.auth_file)  # a user's own line for an IAM user: refuse now
+            pgbouncer.merge("" if data is None else data.decode("utf-8", "surrogateescape"),
+                            {svc.user: users.get(svc.user, "") for svc in config.services.values()},
+                            self.options.pgbouncer.auth_file)
         return config
 
     def run(self) -> int:
@@ -156,7 +162,7 @@ class Daemon:
             self.log(err.message)
             self.wake = now + freshness.RETRY_AFTER
             return int(err.code)
-        self.pgbouncer(config, snap)
+        bouncer = self.pgbouncer(config, snap)
         status = self.schedule(config, snap, now)
         if result.code == 0 and not self.ready and config.services:
             self.ready = True
@@ -165,7 +171,7 @@ class Daemon:
         else:
             self.notifier.status(status)
         self.certs(config, now)
-        return int(result.code)
+        return int(result.code) or bouncer
 
     def schedule(self, config: Config, snap: store.Snapshot, now: float) -> str:
         """Set self.wake to the next instant a service needs work; return a STATUS= line."""
@@ -218,10 +224,12 @@ class Daemon:
 
     # ------------------------------------------------------------------ side duties
 
-    def pgbouncer(self, config: Config, snap: store.Snapshot) -> None:
-        """Bring pgbouncer's auth file in line with the password file; reload pgbouncer if it changed."""
+    def pgbouncer(self, config: Config, snap: store.Snapshot) -> int:
+        """Bring pgbouncer's auth file in line with the password file; reload pgbouncer if it changed.
+
+        Returns 0, or the exit code of what failed (logged; the token renewal goes on)."""
         if self.options.pgbouncer is None:
-            return
+            return 0
         from pgiam import pgbouncer
 
         target = self.options.pgbouncer
@@ -232,15 +240,19 @@ class Daemon:
                 self.log(f"pgbouncer: the token for {user!r} is longer than {pgbouncer.MAX_PASSWORD} bytes, "
                          "which pgbouncer refuses; left out")
                 passwords.pop(user)
-            if not target.sync(passwords):
-                return
+            changed = target.sync(passwords)
+            if not changed and not self.reload_pending:
+                return 0
+            self.reload_pending = True  # until pgbouncer has been told: a failed reload is tried again
             pid = target.reload()
+            self.reload_pending = False
         except PgiamError as err:
             self.log(f"pgbouncer: {err.message}" + (f" (hint: {err.hint})" if err.hint else ""))
-            return
+            return int(err.code)
         users = ", ".join(sorted(passwords)) or "none"
-        self.log(f"pgbouncer: wrote {target.auth_file} (users: {users})"
+        self.log(f"pgbouncer: {'wrote' if changed else 'kept'} {target.auth_file} (users: {users})"
                  + (f"; reloaded pid {pid}" if pid else "; no pidfile given, not reloaded"))
+        return 0
 
     def certs(self, config: Config, now: float) -> None:
         """Check the managed CA bundles the services use, weekly; a failure is logged and retried hourly."""

@@ -343,7 +343,8 @@ def _make_certificates(layout: _Layout) -> None:
     )
     ext = d / "server.ext"
     ext.write_text(
-        f"subjectAltName=DNS:{ENDPOINT_HOST}\nbasicConstraints=CA:FALSE\n"
+        # IP:127.0.0.1 too: clients without libpq's hostaddr (pgbouncer) dial the address and check it.
+        f"subjectAltName=DNS:{ENDPOINT_HOST},IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     _openssl(

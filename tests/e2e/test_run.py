@@ -275,14 +275,16 @@ def test_ready_renews_before_short_credentials_expire_and_stops_cleanly(
         assert proc.wait(60) == 0
         assert len(cs.requests) > before
         t3 = tokeninfo.decode(pod.token())
-        assert t3.signed_at >= t2.signed_at
+        assert t3.signed_at > t2.signed_at
         assert "[app]" in pod.service_file.read_text()
         p = pod.psql()
         assert p.returncode == 0, p.stderr
         assert proc.stdout is not None and proc.stdout.read() == ""
         log.until("stopping (SIGTERM)", timeout=10)
         err = "".join(log.lines)
-        assert "renewed" in err.split("stopping (SIGTERM)")[0].splitlines()[-1]  # the write came first
+        stop = next(i for i, line in enumerate(log.lines) if "stopping (SIGTERM)" in line)
+        assert "app: renewed" in log.lines[stop - 1]  # the renewal in progress was written first
+        assert sum("app: renewed" in line for line in log.lines) == 3
         for secret in (pod.token(), cs.secret, cs.auth, "X-Amz-Signature", "session-"):
             assert secret not in err
         assert all(line.startswith("pgiam: ") for line in log.lines)
