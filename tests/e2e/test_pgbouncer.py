@@ -118,6 +118,8 @@ logfile = {b.logfile}
 pool_mode = session
 ; every client connection makes a new server login, with the password of that moment
 server_lifetime = 0
+; after a failed server login pgbouncer waits this long before the next one (default 15 s)
+server_login_retry = 0
 server_tls_sslmode = verify-full
 server_tls_ca_file = {d / 'ca.crt'}
 """)
