@@ -134,6 +134,7 @@ class Daemon:
         """Renew what is due, keep pgbouncer's file in step, check the CA bundles; schedule the next wake."""
         now = self.clock()
         try:
+            self.certs(load_config(self.paths.config_file), now)  # a missing bundle first: libpq needs it too
             result = refresh.refresh(self.paths, now, self.mint, if_needed=True, wait=LOCK_WAIT)
         except LockedError as err:
             self.log(f"{err.message}; trying again in {BUSY_RETRY:g} s")
@@ -170,7 +171,6 @@ class Daemon:
             self.log(f"ready: {status}")
         else:
             self.notifier.status(status)
-        self.certs(config, now)
         return int(result.code) or bouncer
 
     def schedule(self, config: Config, snap: store.Snapshot, now: float) -> str:
@@ -193,7 +193,7 @@ class Daemon:
                 at = v.due_at + self.jitter.setdefault(n, self.rng.random()) * min(MAX_JITTER, room / 5)
             wakes.append((at, n))
         at, name = min(wakes) if wakes else (now + MAX_SLEEP, "")
-        self.wake = at
+        self.wake = min([at, *self.certs_due.values()])
         fresh = len(config.services) - len(failing)
         text = f"{fresh} of {len(config.services)} service(s) fresh"
         if failing:
@@ -275,7 +275,6 @@ class Daemon:
                 continue
             self.certs_due[part] = now + CERTS_EVERY
             self.log(f"CA bundle {path}: {'updated' if res.changed else 'unchanged'} ({res.ca_count} CAs)")
-        self.wake = min(self.wake, *self.certs_due.values()) if self.certs_due else self.wake
 
 
 def managed_partitions(paths: Paths, config: Config) -> list[str]:
