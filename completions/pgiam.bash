@@ -81,7 +81,7 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token sandbox hook timer certs)
+        args=(add remove list status refresh token run sandbox hook timer certs)
     else
         opts=(--help -h)
         case $cmd in
@@ -99,6 +99,7 @@ _pgiam() {
                 done < <(_pgiam_services)
                 ;;
             hook) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
+            run) opts+=(--once --pgbouncer-auth-file --pgbouncer-pidfile) ;;
             sandbox)
                 case $action in
                     '') args=(up down status) ;;
