@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,31 @@ def test_containerfile_is_slim_non_root_and_runs_pgiam_run() -> None:
     entry, cmd = yaml.safe_load(instr["ENTRYPOINT"]), yaml.safe_load(instr["CMD"])
     parses(entry + cmd)
     assert "cannot" in CONTAINERFILE.read_text() or "Not built" in CONTAINERFILE.read_text()
+
+
+# ---------------------------------------------------------------- the headless locations
+
+
+def test_headless_locations_agree_between_paths_and_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PGIAM_STATE_DIR / PGIAM_CONFIG (the examples' environment) are read by pgiam.paths and by the
+    import-light fast path alike: both look at the same next-due file."""
+    from pgiam import entry
+
+    shared, cm = tmp_path / "shared", tmp_path / "cm"
+    shared.mkdir()
+    cm.mkdir()
+    for k, v in {"PGIAM_STATE_DIR": shared, "PGIAM_CONFIG": cm / "config.toml", "PGPASSFILE": shared / "pgpass",
+                 "PGSERVICEFILE": shared / "pg_service.conf"}.items():
+        monkeypatch.setenv(k, str(v))
+    paths = Paths.from_env()
+    assert paths.state_dir == shared / "pgiam" and paths.config_file == cm / "config.toml"
+    assert paths.certs_dir.parent == shared / "pgiam"
+    for f in (paths.config_file, paths.pgpass, paths.service_file):
+        f.write_text("")
+    assert not entry.nothing_due()  # no next-due yet
+    paths.state_dir.mkdir(mode=0o700)
+    paths.next_due_file.write_text(f"{int(time.time()) + 600}\n")
+    assert entry.nothing_due()
+    later = os.stat(paths.next_due_file).st_mtime + 1  # a ConfigMap update, newer than next-due: the full path
+    os.utime(paths.config_file, (later, later))
+    assert not entry.nothing_due()
