@@ -277,8 +277,10 @@ def test_ready_renews_before_short_credentials_expire_and_stops_cleanly(
         p = pod.psql()
         assert p.returncode == 0, p.stderr
 
-        # No spinning: one credential fetch per renewal (botocore fetches twice on its first load).
-        assert len(cs.requests) <= 4, cs.requests
+        # No spinning: the credential fetches come in one burst per renewal (botocore refreshes credentials
+        # that are inside its 15-minute advisory window each time they are read: two or three per mint).
+        bursts = [t for i, t in enumerate(cs.requests) if i == 0 or t - cs.requests[i - 1] > 5]
+        assert len(bursts) == 2 and len(cs.requests) <= 6, cs.requests
 
         # SIGTERM while the next renewal is fetching credentials: the write finishes, then exit 0.
         before = len(cs.requests)
