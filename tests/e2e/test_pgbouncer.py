@@ -65,6 +65,32 @@ def test_old_pgbouncer_is_refused_with_the_reason() -> None:
     assert pgbouncer.parse_version("PgBouncer 1.18.0\nlibevent 2.1.12-stable") == (1, 18)
 
 
+def test_sync_keeps_owner_and_group_and_drops_others(tmp_path: Path) -> None:
+    """pgbouncer's account must still read the new file, and nobody else: owner and group kept, the
+    group keeps read only, others lose everything; the temp file never shows up beside it."""
+    (tmp_path / "etc").mkdir()
+    f = tmp_path / "etc" / "userlist.txt"
+    f.write_bytes(USERS_OWN)
+    os.chmod(f, 0o664)
+    if os.geteuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(f, pg.pw_uid, pg.pw_gid)
+    before = os.stat(f)
+    assert pgbouncer.Target(f).sync({"iam_user": "tok"})
+    after = os.stat(f)
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert f.read_bytes().endswith(USERS_OWN) and sorted(p.name for p in f.parent.iterdir()) == ["userlist.txt"]
+    assert not pgbouncer.Target(f).sync({"iam_user": "tok"})  # unchanged: no write
+
+
+def test_new_auth_file_is_private(tmp_path: Path) -> None:
+    f = tmp_path / "userlist.txt"
+    assert pgbouncer.Target(f).sync({"iam_user": "tok"})
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+    assert f.read_text() == f'{pgbouncer.BEGIN}\n"iam_user" "tok"\n{pgbouncer.END}\n'
+
+
 # ---------------------------------------------------------------- the real pgbouncer
 
 
