@@ -81,7 +81,7 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token sandbox hook timer certs discover completion uninstall)
+        args=(add remove list status refresh token run sandbox hook timer certs discover completion uninstall)
     else
         opts=(--help -h)
         case $cmd in
@@ -101,6 +101,7 @@ _pgiam() {
                 ;;
             hook | completion) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
             uninstall) opts+=(--yes) ;;
+            run) opts+=(--once --pgbouncer-auth-file --pgbouncer-pidfile) ;;
             sandbox)
                 case $action in
                     '') args=(up down status) ;;

@@ -55,6 +55,7 @@ complete -c pgiam -n __pgiam_at -a list -d 'list configured services'
 complete -c pgiam -n __pgiam_at -a status -d 'token expiry and last error per service'
 complete -c pgiam -n __pgiam_at -a refresh -d 'mint fresh tokens into ~/.pgpass'
 complete -c pgiam -n __pgiam_at -a token -d 'print a fresh token on stdout'
+complete -c pgiam -n __pgiam_at -a run -d 'keep every service\'s token fresh until stopped'
 complete -c pgiam -n __pgiam_at -a sandbox -d 'a local PostgreSQL that checks IAM tokens like RDS'
 complete -c pgiam -n __pgiam_at -a hook -d 'print a prompt hook that keeps tokens fresh'
 complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user timer, cron or launchd'
@@ -90,6 +91,11 @@ complete -c pgiam -n '__pgiam_in list' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in list' -l names -d 'service names only, one per line'
 complete -c pgiam -n '__pgiam_in status' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in status' -a '(__pgiam_services)' -d 'service'
+
+# run [--once] [--pgbouncer-auth-file FILE [--pgbouncer-pidfile FILE]]
+complete -c pgiam -n '__pgiam_in run' -l once -d 'renew what is due once, then exit'
+complete -c pgiam -n '__pgiam_in run' -l pgbouncer-auth-file -r -F -d 'keep the users\' lines fresh in this pgbouncer auth_file'
+complete -c pgiam -n '__pgiam_in run' -l pgbouncer-pidfile -r -F -d 'send pgbouncer SIGHUP after each change'
 
 # hook SHELL
 complete -c pgiam -n '__pgiam_at hook' -a 'bash zsh fish' -d 'shell'

@@ -21,9 +21,11 @@ def nothing_due() -> bool:
 
     env = os.environ
     home = env.get("HOME", "")
-    due_file = os.path.join(platformdirs.user_state_dir("pgiam"), "next-due")
+    # The same locations as pgiam.paths: PGIAM_STATE_DIR / PGIAM_CONFIG first, else XDG.
+    state = os.path.join(env["PGIAM_STATE_DIR"], "pgiam") if env.get("PGIAM_STATE_DIR") else platformdirs.user_state_dir("pgiam")
+    due_file = os.path.join(state, "next-due")
     watched = (
-        os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml"),
+        env.get("PGIAM_CONFIG") or os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml"),
         # libpq's locations (PGPASSFILE / PGSERVICEFILE, else the home directory); the full path
         # refuses relative ones, so they never count as unchanged here.
         env.get("PGPASSFILE") or os.path.join(home, ".pgpass"),

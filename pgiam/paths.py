@@ -69,10 +69,15 @@ class Paths:
         # libpq 15+ takes the home directory from $HOME (FACTS.md). No `~` expansion.
         pgpass = Path(env["PGPASSFILE"]) if env.get("PGPASSFILE") else home / ".pgpass"
         service = Path(env["PGSERVICEFILE"]) if env.get("PGSERVICEFILE") else home / ".pg_service.conf"
+        # Headless (systemd, Kubernetes): PGIAM_CONFIG names the config file (a mounted ConfigMap may
+        # make it a symlink), PGIAM_STATE_DIR a directory in which pgiam keeps a `pgiam` directory of
+        # its own (created 0700: an emptyDir itself is world-writable) for the state and CA bundles.
+        config = Path(env["PGIAM_CONFIG"]) if env.get("PGIAM_CONFIG") else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+        own = Path(env["PGIAM_STATE_DIR"]) / APP if env.get("PGIAM_STATE_DIR") else None
         return cls(
-            config_file=Path(platformdirs.user_config_dir(APP)) / "config.toml",
-            state_dir=Path(platformdirs.user_state_dir(APP)),
-            data_dir=Path(platformdirs.user_data_dir(APP)),
+            config_file=config,
+            state_dir=own or Path(platformdirs.user_state_dir(APP)),
+            data_dir=own or Path(platformdirs.user_data_dir(APP)),
             pgpass=pgpass,
             service_file=service,
             home=home,

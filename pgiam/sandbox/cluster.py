@@ -346,7 +346,8 @@ def _make_certificates(layout: _Layout) -> None:
     )
     ext = d / "server.ext"
     ext.write_text(
-        f"subjectAltName=DNS:{ENDPOINT_HOST},DNS:{DSQL_HOST}\nbasicConstraints=CA:FALSE\n"
+        # IP:127.0.0.1 too: clients without libpq's hostaddr (pgbouncer) dial the address and check it.
+        f"subjectAltName=DNS:{ENDPOINT_HOST},DNS:{DSQL_HOST},IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     _openssl(
@@ -360,14 +361,15 @@ def _make_certificates(layout: _Layout) -> None:
 
 
 def _names_dsql(cert: Path) -> bool:
-    """Does the server certificate name the DSQL endpoint too?"""
+    """Does the server certificate name the DSQL endpoint and 127.0.0.1 too (else it is made again)?"""
     import ssl
 
     try:
         decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]
     except (OSError, ssl.SSLError, AttributeError):
         return False
-    return ("DNS", DSQL_HOST) in decoded.get("subjectAltName", ())
+    sans = decoded.get("subjectAltName", ())
+    return ("DNS", DSQL_HOST) in sans and ("IP Address", "127.0.0.1") in sans
 
 
 # ---- ldapd ----
