@@ -162,6 +162,10 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
         if not stat.S_ISREG(st.st_mode):
             raise FileError(f"{paths.pgpass} is not a regular file", f"point PGPASSFILE at a regular file, or move {paths.pgpass} away")
         loose = bool(st.st_mode & 0o077)
+        if st.st_nlink > 1:
+            # A rename replaces one name only: the file's other hard links keep the old contents.
+            notices.append(f"{paths.pgpass} has {st.st_nlink - 1} other hard link(s); pgiam replaces the file, so "
+                           "those names keep the old tokens (use a symlink to share it)")
     if new_text != text or loose or (data is None and tokens):
         changes.append((paths.pgpass, encode(new_text), 0o600))
         if loose:
@@ -173,6 +177,9 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
         new_text = servicefile.merge(text, entries, drop_foreign)
     if new_text != text:
         mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file)).st_mode) if data is not None else 0o600
+        if data is not None and (n := os.stat(resolve_target(paths.service_file)).st_nlink) > 1:
+            notices.append(f"{paths.service_file} has {n - 1} other hard link(s); pgiam replaces the file, so "
+                           "those names keep the old entries (use a symlink to share it)")
         changes.append((paths.service_file, encode(new_text), mode))
     return changes
 
@@ -225,11 +232,14 @@ def commit(paths: Paths, changes: list[Change], config: Config) -> list[Path]:
     """Write all changes or none (fileio.write_all rolls back), creating pgiam's directories first."""
     from pgiam.fileio import ensure_private_dir
 
+    from pgiam.fileio import no_interrupts
+
     if any(p.parent == paths.state_dir for p, _, _ in changes):
         ensure_private_dir(paths.state_dir)
     if any(p == paths.config_file for p, _, _ in changes):
         ensure_private_dir(paths.config_dir)
-    wrote = write_all(changes)
-    if not config.services:
-        clear_next_due(paths)
+    with no_interrupts():  # the writes, a rollback and the next-due removal are never cut in half
+        wrote = write_all(changes)
+        if not config.services:
+            clear_next_due(paths)
     return wrote
