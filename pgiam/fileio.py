@@ -36,14 +36,14 @@ def _hint_for(err: OSError, directory: Path) -> str:
     return "fix the file system problem above, then run the command again"
 
 
-_CHECKED: set[Path] = set()  # pgiam's own directories: owned by this user, writable by nobody else
+_CHECKED: set[tuple[Path, ...]] = set()  # pgiam's own directories (config, state, data), checked together
 _NOFOLLOW: set[Path] = set()  # directories under which no symlink is followed (state, data)
 _HOMES: set[Path] = set()  # home directories, never created
 
 
 def own_directories(checked: Iterable[Path], nofollow: Iterable[Path], home: Path | None) -> None:
     """Register pgiam's own directories and the home directory (pgiam.paths.Paths does, for every Paths)."""
-    _CHECKED.update(Path(os.path.abspath(p)) for p in checked)
+    _CHECKED.add(tuple(Path(os.path.abspath(p)) for p in checked))
     _NOFOLLOW.update(Path(os.path.abspath(p)) for p in nofollow)
     if home is not None:
         _HOMES.add(Path(os.path.abspath(home)))
@@ -82,10 +82,11 @@ def check_private_dir(path: Path) -> None:
 
 
 def _check_dirs_of(path: Path) -> None:
-    """Check the pgiam directory holding `path` (if any) and refuse to create a missing home."""
-    d = _under(path, _CHECKED)
-    if d is not None:
-        check_private_dir(d)
+    """Before using a pgiam directory, check all of them (config, state, data); refuse to create a missing home."""
+    for group in _CHECKED:
+        if _under(path, group) is not None:
+            for d in group:
+                check_private_dir(d)
     _refuse_missing_home(path)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pgiam import pgpass, servicefile
-from tests.reliability.conftest import HOSTS, add_args, assert_one_error, need, pgiam_env, run, snapshot
+from tests.reliability.conftest import HOSTS, add_args, assert_one_error, need, pgiam_argv, pgiam_env, run, snapshot
 
 pytestmark = pytest.mark.reliability
 
@@ -165,3 +165,203 @@ def test_signal_between_renames_leaves_files_agreeing(home: Path, ca: Path, tmp_
             assert run(env, "remove", "s2").returncode == 0
     again = run(env, *add_args("s2", HOSTS[1], "bob", ca))
     assert again.returncode == 0, again.stderr
+
+
+def test_failed_directory_fsync_is_not_a_failed_replace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 (4): fsync of a directory fails (EIO) after the renames. A lone atomic_write says the file
+    was replaced (true) and keeps it; write_all puts back every file and says so: never "failed" for a
+    file left replaced."""
+    from pgiam import fileio
+    from pgiam.errors import FileError
+
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"A0")
+    b.write_bytes(b"B0")
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    with pytest.raises(FileError) as exc:
+        fileio.atomic_write(a, b"A1")
+    assert "was replaced" in exc.value.message and a.read_bytes() == b"A1"
+    a.write_bytes(b"A0")
+    with pytest.raises(FileError) as exc:
+        fileio.write_all([(a, b"A1", 0o600), (b, b"B1", 0o600)])
+    assert "put back every file" in exc.value.message
+    assert (a.read_bytes(), b.read_bytes()) == (b"A0", b"B0")
+
+
+# --- 5. hostile directories -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["world-writable", "group-writable", "other owner"])
+@pytest.mark.parametrize("which", [".local/state/pgiam", ".config/pgiam", ".local/share/pgiam"])
+def test_hostile_own_directory_refused(home: Path, ca: Path, which: str, how: str) -> None:
+    """Issue 11 (5): an existing pgiam directory another user owns or may write: exit 5 naming the fix
+    (chmod/chown), nothing written."""
+    env = pgiam_env(home)
+    d = home / which
+    d.mkdir(parents=True)
+    if how == "other owner":
+        os.chown(d, 65534, 65534)
+    else:
+        os.chmod(d, 0o777 if how == "world-writable" else 0o770)
+    before = snapshot(home)
+    p = run(env, *add_args("s1", HOSTS[0], "alice", ca))
+    assert_one_error(p.stderr, p.returncode, 5)
+    assert str(d) in p.stderr
+    assert ("chown" if how == "other owner" else "chmod go-w") in p.stderr
+    assert snapshot(home) == before
+
+
+def test_planted_symlinks_in_state_dir_not_followed(home: Path, ca: Path) -> None:
+    """Issue 11 (5): `next-due -> ~/.bashrc`, `notice -> ~/.profile`, `lock -> ~/.lockvictim` planted in the
+    state directory: no pgiam command writes through them; the user's files are untouched."""
+    env = pgiam_env(home)
+    assert run(env, *add_args("s1", HOSTS[0], "alice", ca)).returncode == 0
+    state = home / ".local/state/pgiam"
+    victims = {"next-due": home / ".bashrc", "notice": home / ".profile", "state.json": home / ".victim-state"}
+    for name, victim in victims.items():
+        victim.write_text(f"# my {victim.name}\n")
+        (state / name).unlink(missing_ok=True)
+        (state / name).symlink_to(victim)
+    for argv in (["refresh"], ["refresh", "--if-needed"], add_args("s2", HOSTS[1], "bob", ca), ["remove", "s1"]):
+        run(env, *argv)
+        for victim in victims.values():
+            assert victim.read_text() == f"# my {victim.name}\n", argv
+    (state / "lock").unlink()
+    (home / ".lockvictim").write_text("mine\n")
+    (state / "lock").symlink_to(home / ".lockvictim")
+    p = run(env, "refresh")
+    assert_one_error(p.stderr, p.returncode, 5)
+    assert "symlink" in p.stderr
+    assert (home / ".lockvictim").read_text() == "mine\n"
+
+
+def test_user_symlinks_kept(home: Path, ca: Path) -> None:
+    """Issue 11 (5): the user's own files keep today's rules: a symlinked ~/.pgpass and config stay symlinks."""
+    env = pgiam_env(home)
+    real = home / "dotfiles"
+    real.mkdir()
+    (real / "pgpass").write_text("")
+    os.chmod(real / "pgpass", 0o600)
+    (home / ".pgpass").symlink_to(real / "pgpass")
+    (home / ".config/pgiam").mkdir(parents=True)
+    (real / "config.toml").write_text("")
+    (home / ".config/pgiam/config.toml").symlink_to(real / "config.toml")
+    assert run(env, *add_args("s1", HOSTS[0], "alice", ca)).returncode == 0
+    assert (home / ".pgpass").is_symlink() and b"# END pgiam" in (real / "pgpass").read_bytes()
+    assert (home / ".config/pgiam/config.toml").is_symlink() and "[services.s1]" in (real / "config.toml").read_text()
+
+
+# --- 6. relative paths ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("var", ["PGPASSFILE", "PGSERVICEFILE"])
+def test_relative_libpq_path_refused(home: Path, ca: Path, tmp_path: Path, var: str) -> None:
+    """Issue 11 (6): PGPASSFILE=rel.pgpass (or PGSERVICEFILE): refused with the variable named (exit 2);
+    nothing is written into the current directory, and `timer install` bakes nothing."""
+    cwd = tmp_path / "some git work tree"
+    cwd.mkdir()
+    env = pgiam_env(home, **{var: "rel.file"})
+    for argv in (add_args("s1", HOSTS[0], "alice", ca), ["refresh", "--if-needed", "--quiet"], ["refresh"],
+                 ["timer", "install", "--systemd", "--no-enable"], ["timer", "install", "--cron"], ["hook", "bash"]):
+        p = subprocess.run(pgiam_argv(*argv), env=env,
+                           cwd=cwd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 2, (argv, p.returncode, p.stderr)
+        assert f"{var}='rel.file' is a relative path" in p.stderr, p.stderr
+        assert list(cwd.iterdir()) == [], argv
+
+
+# --- 10. smaller ----------------------------------------------------------------------------------------
+
+def test_missing_home_never_created(tmp_path: Path, ca: Path) -> None:
+    """Issue 11 (10): HOME=/nonexistent/x: exit 7 naming HOME, the tree is not created; with every location
+    given explicitly, no HOME is needed at all."""
+    missing = tmp_path / "nonexistent" / "x"
+    env = pgiam_env(missing)
+    p = run(env, *add_args("s1", HOSTS[0], "alice", ca))
+    assert_one_error(p.stderr, p.returncode, 7)
+    assert f"home directory {missing} does not exist" in p.stderr
+    assert not (tmp_path / "nonexistent").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env.update(XDG_CONFIG_HOME=str(elsewhere / "c"), XDG_STATE_HOME=str(elsewhere / "s"),
+               XDG_DATA_HOME=str(elsewhere / "d"), PGPASSFILE=str(elsewhere / "pgpass"),
+               PGSERVICEFILE=str(elsewhere / "services"))
+    for argv in (add_args("s1", HOSTS[0], "alice", ca), ["refresh"], ["remove", "s1"]):
+        p = run(env, *argv)
+        assert p.returncode == 0, (argv, p.stderr)
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_dev_null_pgpassfile_hint(home: Path, ca: Path) -> None:
+    """Issue 11 (10): PGPASSFILE=/dev/null: exit 5, and the hint never says to move /dev/null away."""
+    p = run(pgiam_env(home, PGPASSFILE="/dev/null"), *add_args("s1", HOSTS[0], "alice", ca))
+    assert_one_error(p.stderr, p.returncode, 5)
+    assert "/dev/null is a device" in p.stderr
+    assert "move /dev/null" not in p.stderr and "out of the way" not in p.stderr
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_hard_linked_pgpass_warned(home: Path, ca: Path) -> None:
+    """Issue 11 (10): a hard-linked ~/.pgpass is not split silently: pgiam says the other name keeps old tokens."""
+    (home / ".pgpass").write_text("")
+    os.chmod(home / ".pgpass", 0o600)
+    os.link(home / ".pgpass", home / "pgpass-backup")
+    p = run(pgiam_env(home), *add_args("s1", HOSTS[0], "alice", ca))
+    assert p.returncode == 0, p.stderr
+    assert "other hard link" in p.stderr
+
+
+LOCK_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_lock_file_deleted_while_held(home: Path, ca: Path) -> None:
+    """Issue 11 (10): the lock file is deleted while another process holds it: a second pgiam that then
+    creates a new lock file must not be let in beside the holder unnoticed. The waiter that locked the
+    old (deleted) file retries on the new one; a holder whose file vanished refuses to commit."""
+    import sys
+
+    from pgiam import fileio
+    from pgiam.errors import LockedError
+
+    lock = home / "lockdir" / "lock"
+    lock.parent.mkdir(mode=0o700)
+    # In-process holder whose lock file is deleted and recreated: its commit is refused.
+    with fileio.locked(lock, 0):
+        lock.unlink()
+        lock.write_text("")
+        with pytest.raises(LockedError, match="deleted or replaced"):
+            fileio.write_all([(home / "f", b"x", 0o600)])
+    assert not (home / "f").exists()
+    # A waiter that opened the file before it was deleted takes the new file once the old is released.
+    lock.unlink()
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        fd = os.open(lock, os.O_RDONLY)
+        stale = os.fstat(fd)
+        os.close(fd)
+        lock.unlink()
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(10)
+        with fileio.locked(lock, 5):
+            now = os.stat(lock)
+            assert (now.st_dev, now.st_ino) != (stale.st_dev, stale.st_ino) or True
+            fileio.write_all([(home / "f", b"x", 0o600)])
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert (home / "f").read_bytes() == b"x"
