@@ -365,3 +365,57 @@ def test_lock_file_deleted_while_held(home: Path, ca: Path) -> None:
         holder.kill()
         holder.wait(10)
     assert (home / "f").read_bytes() == b"x"
+
+
+# --- 9. the sandbox as root -----------------------------------------------------------------------------
+
+def test_sandbox_private_dir_and_minimal_env(home: Path, tmp_path: Path) -> None:
+    """Issue 11 (9): as root, `sandbox up` never uses the predictable /tmp/pgiam-sandbox-<sha256(dir)[:16]> of
+    earlier versions, and never signals the pid a planted postmaster.pid there names; the server and the
+    token checker get none of the caller's AWS_* variables (read from /proc/PID/environ)."""
+    import hashlib
+    import json
+    import sys
+    import tempfile
+
+    from tests.tools import require_server
+
+    if os.geteuid() != 0:
+        pytest.skip("the predictable directory was used only as root")
+    need("psql")
+    require_server()
+    env = pgiam_env(home, AWS_SESSION_TOKEN="SessionTokenThatMustNotLeak", AWS_SECRET_ACCESS_KEY="SecretThatMustNotLeak")
+    sandbox_dir = home / ".local/state/pgiam/sandbox"
+    digest = hashlib.sha256(str(sandbox_dir).encode()).hexdigest()[:16]
+    planted = Path(tempfile.gettempdir()) / f"pgiam-sandbox-{digest}"
+    (planted / "data").mkdir(parents=True)
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (planted / "data" / "postmaster.pid").write_text(f"{victim.pid}\n{planted}/data\n")
+        up = run(env, "sandbox", "up", timeout=240)
+        try:
+            assert up.returncode == 0, up.stderr
+            assert victim.poll() is None, "pgiam signalled the pid a planted postmaster.pid named"
+            st = json.loads(run(env, "sandbox", "status", "--json").stdout)
+            status = st.get("sandbox", st)
+            cluster = Path(status["cluster_dir"])
+            assert cluster != planted and cluster.name.startswith("pgiam-sandbox-")
+            assert oct(os.stat(cluster).st_mode & 0o777) == oct(0o700)
+            pids = [int(status["postgres_pid"]), int(status["ldapd_pid"])]
+            for pid in pids:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                names = {v.split(b"=")[0] for v in environ if v}
+                # pg_ctl and postgres add PGDATA, PG_GRANDPARENT_PID, PGLOCALEDIR, PGSYSCONFDIR themselves.
+                assert {n for n in names if not n.startswith(b"PG")} <= {b"PATH", b"LC_ALL", b"LANG", b"HOME", b"PWD", b"PYTHONPATH"}, (pid, names)
+                assert b"MustNotLeak" not in b"\0".join(environ)
+        finally:
+            down = run(env, "sandbox", "down", timeout=120)
+        assert down.returncode == 0, down.stderr
+        assert victim.poll() is None, "sandbox down signalled the pid a planted postmaster.pid named"
+        assert (planted / "data" / "postmaster.pid").exists()
+    finally:
+        victim.kill()
+        victim.wait(10)
+        import shutil
+
+        shutil.rmtree(planted, ignore_errors=True)
