@@ -419,3 +419,145 @@ def test_sandbox_private_dir_and_minimal_env(home: Path, tmp_path: Path) -> None
         import shutil
 
         shutil.rmtree(planted, ignore_errors=True)
+
+
+# --- 1, 2. freshness judged from the files and the clock -------------------------------------------------
+
+# The clock of one pgiam process shifted by PGIAM_TEST_CLOCK_OFFSET seconds: time.time and botocore's
+# signing clock (botocore.auth.get_current_datetime), the two clocks pgiam reads.
+CLOCK_SITECUSTOMIZE = """
+import os
+_off = float(os.environ.get("PGIAM_TEST_CLOCK_OFFSET") or 0)
+if _off:
+    import datetime, time
+    _real = time.time
+    time.time = lambda: _real() + _off
+    import botocore.auth
+    _orig = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = lambda *a, **k: _orig(*a, **k) + datetime.timedelta(seconds=_off)
+"""
+
+
+def _clock_env(home: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    site = tmp_path / "clock-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(CLOCK_SITECUSTOMIZE)
+    env = pgiam_env(home, **extra)
+    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
+    return env
+
+
+def _token(home: Path, pgpass_file: Path | None = None) -> str | None:
+    tokens = pgpass.parse_tokens((pgpass_file or home / ".pgpass").read_bytes().decode("utf-8", "surrogateescape"))
+    return next(iter(tokens.values()), None)
+
+
+def test_clock_stepped_back_renews(home: Path, ca: Path, tmp_path: Path) -> None:
+    """Issue 11 (1): a refresh under a clock a day ahead, then the real clock: `refresh --if-needed` renews
+    the token dated in the future instead of calling it fresh; the fast path (`--if-needed --quiet`) does too."""
+    env = _clock_env(home, tmp_path)
+    assert run(env, *add_args("prod", HOSTS[0], "alice", ca)).returncode == 0
+    for argv in (["refresh", "--if-needed"], ["refresh", "--if-needed", "--quiet"]):
+        ahead = run(dict(env, PGIAM_TEST_CLOCK_OFFSET="86400"), "refresh")
+        assert ahead.returncode == 0, ahead.stderr
+        future = _token(home)
+        p = run(env, *argv)
+        assert p.returncode == 0, p.stderr
+        assert "still fresh" not in p.stdout
+        assert _token(home) != future, argv
+
+
+def test_far_next_due_with_expired_token_renews(home: Path, ca: Path, tmp_path: Path) -> None:
+    """Issue 11 (1): next-due far in the future while the token expired: the fast path does not stay silent."""
+    env = _clock_env(home, tmp_path)
+    assert run(dict(env, PGIAM_TEST_CLOCK_OFFSET="-1200"), *add_args("prod", HOSTS[0], "alice", ca)).returncode == 0
+    old = _token(home)
+    due = home / ".local/state/pgiam/next-due"
+    import time
+
+    due.write_text(f"{int(time.time()) + 10 * 86400}\n")
+    p = run(env, "refresh", "--if-needed", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert _token(home) != old
+    assert int(due.read_text()) <= time.time() + 900
+
+
+@pytest.mark.parametrize("how", ["block deleted by hand", "backup restored", "other PGPASSFILE"])
+def test_token_missing_from_the_file_renews(home: Path, ca: Path, tmp_path: Path, how: str) -> None:
+    """Issue 11 (2): pgiam's block deleted by hand (the README says it is safe), a ~/.pgpass restored from a
+    backup, or PGPASSFILE different at refresh than at add: `refresh --if-needed --quiet` writes a token."""
+    env = pgiam_env(home)
+    (home / ".pgpass").write_bytes(b"mine:1:*:me:pw\n")
+    os.chmod(home / ".pgpass", 0o600)
+    backup = (home / ".pgpass").read_bytes()
+    assert run(env, *add_args("prod", HOSTS[0], "alice", ca)).returncode == 0
+    target = home / ".pgpass"
+    if how == "block deleted by hand":
+        target.write_bytes(pgpass.foreign_text(target.read_bytes().decode()).encode())
+    elif how == "backup restored":
+        target.write_bytes(backup)
+    else:
+        target = tmp_path / "other-pgpass"
+        env = dict(env, PGPASSFILE=str(target))
+    assert _token(home, target) is None if target.exists() else True
+    p = run(env, "refresh", "--if-needed", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert _token(home, target) is not None, how
+
+
+# --- 8. herd --------------------------------------------------------------------------------------------
+
+CRED_PROCESS = """#!/bin/sh
+# A credential_process (AWS CLI docs, "Sourcing credentials with an external process") that counts its runs.
+echo run >> "{counter}"
+sleep 1
+printf '{{"Version": 1, "AccessKeyId": "AKIAHERDTEST00000001", "SecretAccessKey": "herdSecret/0123456789"}}\\n'
+"""
+
+
+@pytest.mark.parametrize("variant", [["--if-needed", "--quiet"], ["--if-needed", "--quiet", "--wait", "3"]])
+def test_herd_resolves_credentials_once(home: Path, ca: Path, tmp_path: Path, variant: list[str]) -> None:
+    """Issue 11 (8): 20 shells prompting at once with an expired token: credentials are resolved once (a real
+    botocore credential_process that appends to a counter file), every process ends, the token is renewed."""
+    import time
+
+    counter = tmp_path / "counter"
+    script = tmp_path / "creds.sh"
+    script.write_text(CRED_PROCESS.format(counter=counter))
+    script.chmod(0o755)
+    (home / ".aws").mkdir()
+    (home / ".aws/config").write_text(f"[profile herd]\ncredential_process = {script}\n")
+    env = _clock_env(home, tmp_path)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(var)
+    p = run(dict(env, PGIAM_TEST_CLOCK_OFFSET="-1200"), *add_args("prod", HOSTS[0], "alice", ca, "--profile", "herd"))
+    assert p.returncode == 0, p.stderr
+    old = _token(home)
+    counter.unlink()
+    procs = [subprocess.Popen(pgiam_argv("refresh", *variant), env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(20)]
+    codes = [pr.wait(120) for pr in procs]
+    assert set(codes) <= {0, 6}, codes  # 6: a background refresh that found the mint in progress
+    if "--wait" in variant:  # detached children may still run: wait for the one minter to finish writing
+        deadline = time.monotonic() + 60
+        while _token(home) == old and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert _token(home) != old
+    assert counter.read_text().splitlines() == ["run"], "credentials resolved more than once"
+
+
+def test_too_early_next_due_corrects_itself(home: Path, ca: Path) -> None:
+    """Issue 11 (8): a next-due in the past while the token is fresh: one `refresh --if-needed --quiet` writes
+    the right one, so the prompts stop starting a refresh every 30 s."""
+    import time
+
+    env = pgiam_env(home)
+    assert run(env, *add_args("prod", HOSTS[0], "alice", ca)).returncode == 0
+    due = home / ".local/state/pgiam/next-due"
+    good = int(due.read_text())
+    due.write_text(f"{int(time.time()) - 100}\n")
+    token = _token(home)
+    p = run(env, "refresh", "--if-needed", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert _token(home) == token  # nothing minted
+    assert int(due.read_text()) == good and good > time.time()
