@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -325,46 +326,66 @@ sys.stdin.readline()
 """
 
 
-def test_lock_file_deleted_while_held(home: Path, ca: Path) -> None:
-    """Issue 11 (10): the lock file is deleted while another process holds it: a second pgiam that then
-    creates a new lock file must not be let in beside the holder unnoticed. The waiter that locked the
-    old (deleted) file retries on the new one; a holder whose file vanished refuses to commit."""
+def _hold(lock: Path) -> subprocess.Popen[str]:
     import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(10)
+
+
+def test_lock_file_deleted_while_held(home: Path) -> None:
+    """Issue 11 (10): deleting the lock file while it is held must not let two writers in. A waiter that
+    opened the old file retries on the new one (instead of joining whoever holds the new file), and a
+    holder whose file was deleted or replaced refuses to commit."""
+    import threading
 
     from pgiam import fileio
     from pgiam.errors import LockedError
 
     lock = home / "lockdir" / "lock"
     lock.parent.mkdir(mode=0o700)
-    # In-process holder whose lock file is deleted and recreated: its commit is refused.
+    # 1. In-process holder whose lock file is deleted and recreated: its commit is refused, nothing written.
     with fileio.locked(lock, 0):
         lock.unlink()
         lock.write_text("")
         with pytest.raises(LockedError, match="deleted or replaced"):
             fileio.write_all([(home / "f", b"x", 0o600)])
     assert not (home / "f").exists()
-    # A waiter that opened the file before it was deleted takes the new file once the old is released.
-    lock.unlink()
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    # 2. first holds the file; a waiter opens it and waits; the file is deleted; second creates and holds
+    # a new one; first lets go. The waiter must not get in beside second.
+    first = _hold(lock)
+    acquired = threading.Event()
+
+    def waiter() -> None:
+        with fileio.locked(lock, 30):
+            acquired.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        fd = os.open(lock, os.O_RDONLY)
-        stale = os.fstat(fd)
-        os.close(fd)
+        deadline = time.monotonic() + 10
+        while not any(os.path.realpath(f"/proc/self/fd/{fd}") == str(lock) for fd in os.listdir("/proc/self/fd")):
+            assert time.monotonic() < deadline, "the waiter never opened the lock file"
+            time.sleep(0.01)
         lock.unlink()
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(10)
-        with fileio.locked(lock, 5):
-            now = os.stat(lock)
-            assert (now.st_dev, now.st_ino) != (stale.st_dev, stale.st_ino) or True
-            fileio.write_all([(home / "f", b"x", 0o600)])
+        second = _hold(lock)
+        _release(first)
+        assert not acquired.wait(1.0), "the waiter got the deleted file's lock while another process holds the new one"
+        _release(second)
+        assert acquired.wait(10)
     finally:
-        holder.kill()
-        holder.wait(10)
-    assert (home / "f").read_bytes() == b"x"
+        for p in (first,):
+            p.kill()
+        t.join(30)
 
 
 # --- 9. the sandbox as root -----------------------------------------------------------------------------
