@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from pgiam import config as cfg
 from pgiam import servicefile, store
@@ -153,7 +154,7 @@ def _config_text(paths: Paths) -> str:
 
 def _set_service_text(text: str, table: dict[str, object], name: str) -> str:
     """Interim: config text with [services.NAME] set (rewrites the file through tomli-w)."""
-    raw = cfg.parse_config(text, cfg.Path("config.toml")).raw if text else {}
+    raw = cfg.parse_config(text, Path("config.toml")).raw if text else {}
     raw = dict(raw)
     raw["services"] = dict(raw.get("services", {}))
     raw["services"][name] = table
@@ -162,7 +163,7 @@ def _set_service_text(text: str, table: dict[str, object], name: str) -> str:
 
 def _remove_service_text(text: str, name: str) -> str:
     """Interim: config text without [services.NAME]."""
-    raw = dict(cfg.parse_config(text, cfg.Path("config.toml")).raw)
+    raw = dict(cfg.parse_config(text, Path("config.toml")).raw)
     raw["services"] = {k: v for k, v in raw.get("services", {}).items() if k != name}
     if not raw["services"]:
         del raw["services"]
