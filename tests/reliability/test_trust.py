@@ -529,9 +529,11 @@ def test_token_missing_from_the_file_renews(home: Path, ca: Path, tmp_path: Path
 # --- 8. herd --------------------------------------------------------------------------------------------
 
 CRED_PROCESS = """#!/bin/sh
-# A credential_process (AWS CLI docs, "Sourcing credentials with an external process") that counts its runs.
+# A credential_process (AWS CLI docs, "Sourcing credentials with an external process") that counts its runs
+# and, like a slow SSO login, does not answer until the test creates the file "go".
 echo run >> "{counter}"
-sleep 1
+i=0
+while [ ! -e "{go}" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
 printf '{{"Version": 1, "AccessKeyId": "AKIAHERDTEST00000001", "SecretAccessKey": "herdSecret/0123456789"}}\\n'
 """
 
@@ -539,30 +541,46 @@ printf '{{"Version": 1, "AccessKeyId": "AKIAHERDTEST00000001", "SecretAccessKey"
 @pytest.mark.parametrize("variant", [["--if-needed", "--quiet"], ["--if-needed", "--quiet", "--wait", "3"]])
 def test_herd_resolves_credentials_once(home: Path, ca: Path, tmp_path: Path, variant: list[str]) -> None:
     """Issue 11 (8): 20 shells prompting at once with an expired token: credentials are resolved once (a real
-    botocore credential_process that appends to a counter file), every process ends, the token is renewed."""
-    import time
-
-    counter = tmp_path / "counter"
+    botocore credential_process that appends to a counter file). While the one minter is stuck in it, every
+    other background `--if-needed` returns (exit 6, silently), and the prompt's `--wait 3` returns too; once
+    the credentials come, the token is renewed and nobody resolves them again."""
+    counter, go = tmp_path / "counter", tmp_path / "go"
     script = tmp_path / "creds.sh"
-    script.write_text(CRED_PROCESS.format(counter=counter))
+    script.write_text(CRED_PROCESS.format(counter=counter, go=go))
     script.chmod(0o755)
     (home / ".aws").mkdir()
     (home / ".aws/config").write_text(f"[profile herd]\ncredential_process = {script}\n")
     env = _clock_env(home, tmp_path)
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         env.pop(var)
+    go.touch()
     p = run(dict(env, PGIAM_TEST_CLOCK_OFFSET="-1200"), *add_args("prod", HOSTS[0], "alice", ca, "--profile", "herd"))
     assert p.returncode == 0, p.stderr
     old = _token(home)
     counter.unlink()
+    go.unlink()
     procs = [subprocess.Popen(pgiam_argv("refresh", *variant), env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(20)]
-    codes = [pr.wait(120) for pr in procs]
-    assert set(codes) <= {0, 6}, codes  # 6: a background refresh that found the mint in progress
-    if "--wait" in variant:  # detached children may still run: wait for the one minter to finish writing
-        deadline = time.monotonic() + 60
-        while _token(home) == old and time.monotonic() < deadline:
-            time.sleep(0.1)
+    try:
+        if "--wait" in variant:  # every prompt gets its shell back while the minter is stuck
+            codes = [pr.wait(60) for pr in procs]
+            assert codes == [0] * 20, codes
+        else:  # all but the minter return while it is stuck, silently, with "busy"
+            deadline = time.monotonic() + 60
+            while sum(pr.poll() is not None for pr in procs) < 19:
+                assert time.monotonic() < deadline, [pr.poll() for pr in procs]
+                time.sleep(0.05)
+            done = [pr for pr in procs if pr.poll() is not None]
+            assert [pr.returncode for pr in done] == [6] * 19
+            assert all(pr.communicate()[1] == b"" for pr in done)
+        assert _token(home) == old
+    finally:
+        go.touch()
+    codes = [pr.wait(60) for pr in procs]
+    assert sorted(codes) == ([0] * 20 if "--wait" in variant else [0] + [6] * 19), codes
+    deadline = time.monotonic() + 60  # the minter (a detached child with --wait) writes the new token
+    while _token(home) == old and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert _token(home) != old
     assert counter.read_text().splitlines() == ["run"], "credentials resolved more than once"
 
