@@ -297,7 +297,9 @@ def locked(lock_path: Path, wait: float) -> Iterator[None]:
     """Hold pgiam's one lock; wait at most `wait` seconds (0: give up at once) or raise LockedError."""
     ensure_private_dir(lock_path.parent)
     deadline = time.monotonic() + wait
-    while True:
+    for attempt in range(100):
+        if attempt == 99:
+            raise LockedError(f"the lock file {lock_path} keeps being replaced", "stop whatever deletes or replaces it")
         fd = _open_lock(lock_path)
         try:
             _flock(fd, max(0.0, deadline - time.monotonic()), f"the lock {lock_path}", lambda: _read_holder(fd))
