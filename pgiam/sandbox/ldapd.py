@@ -205,7 +205,10 @@ class Config:
     def load(cls, path: Path) -> "Config":
         """Read the 0600 JSON config."""
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        opt = lambda key: Path(raw[key]) if raw.get(key) else None  # noqa: E731
+
+        def opt(key: str) -> Path | None:
+            return Path(raw[key]) if raw.get(key) else None
+
         return cls(
             port=int(raw["port"]),
             access_key=raw["access_key"],

@@ -24,7 +24,7 @@ SESSION_TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ+/=" * 12
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore reads the clock through botocore.auth.get_current_datetime (FACTS.md)."""
+    """botocore reads the clock through botocore.auth.get_current_datetime (botocore/auth.py)."""
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: NOW.replace(tzinfo=None))
 
 
