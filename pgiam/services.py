@@ -120,7 +120,9 @@ def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -
             f"use `pgiam add {svc.name} --replace ...` to change it, or `pgiam remove {svc.name}` first",
         )
     text = store.decode(read_bytes(paths.service_file))
-    for sec in servicefile.foreign_sections(text):
+    with store.naming(paths.service_file):
+        sections = servicefile.foreign_sections(text)
+    for sec in sections:
         if sec.name == svc.name:
             raise ConfigError(
                 f"{paths.service_file}:{sec.line}: a section [{svc.name}] that pgiam does not manage already exists",
