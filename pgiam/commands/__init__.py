@@ -7,6 +7,6 @@ from types import ModuleType
 
 
 def modules() -> list[ModuleType]:
-    from pgiam.commands import add, certs, hook, list_, refresh, remove, sandbox, status, timer, token
+    from pgiam.commands import add, certs, doctor, hook, list_, refresh, remove, sandbox, status, timer, token
 
-    return [add, remove, list_, status, refresh, token, sandbox, hook, timer, certs]
+    return [add, remove, list_, status, refresh, token, sandbox, hook, timer, certs, doctor]
