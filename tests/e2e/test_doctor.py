@@ -271,7 +271,7 @@ def test_host_name_not_in_the_certificate_is_named(world: World) -> None:
         world.pgiam("remove", "bylocalhost")
 
 
-def _sandbox_sql(world: World, sql: str) -> None:
+def _sandbox_sql(world: World, sql: str) -> str:
     """Run SQL as the sandbox superuser over its private socket (test setup only)."""
     script = (
         "import sys\n"
@@ -280,18 +280,18 @@ def _sandbox_sql(world: World, sql: str) -> None:
         "p = Paths.from_env(); layout = c._Layout.of(p); runner = c._Runner.current(layout.cluster)\n"
         "state = c._load_state(layout)\n"
         "r = c._psql(layout, runner, c.find_server_binaries(), int(state['info']['local_port']), sys.stdin.read())\n"
-        "sys.exit(print(r.stdout) or r.returncode)\n"
+        "print(layout.data); sys.exit(r.returncode)\n"
     )
     p = subprocess.run([sys.executable, "-c", script], input=sql, env=world.env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout.strip()
 
 
 def test_user_without_rds_iam_gets_password_authentication_and_is_named(world: World) -> None:
     """README: the user lacks rds_iam. RDS sends members of rds_iam to PAM and everyone else to password
     authentication (AWS RDS user guide, IAM DB authentication limitations): the sandbox is given the same
     split for one role, so the token meets "password authentication failed"."""
-    _sandbox_sql(world, "CREATE ROLE plain LOGIN PASSWORD 'x';")
-    data = Path(json.loads(world.pgiam("sandbox", "status", "--json").stdout)["sandbox"]["data_dir"])
+    data = Path(_sandbox_sql(world, "CREATE ROLE plain LOGIN PASSWORD 'x';"))
     hba = data / "pg_hba.conf"
     old = hba.read_text()
     add_sandbox_like(world, "plain", "plain")
