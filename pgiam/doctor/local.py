@@ -189,8 +189,9 @@ def check_keys(name: str, sec: Section, v: LibpqVersion | None) -> list[Check]:
         gone = REMOVED_IN.get(key)
         if v is not None and (v.major < needs or (gone is not None and v.major >= gone)):
             why = f"needs libpq {needs}+" if v.major < needs else f"was removed in libpq {gone}"
-            hint = fix if sec.managed is False else (
-                f"upgrade libpq to {needs}+, or `pgiam add {name} --replace …` without the option that writes {key}")
+            hint = fix
+            if sec.managed and key == "require_auth":  # the one version-gated key pgiam writes from its config
+                hint = f"upgrade libpq to {needs}+, or `pgiam add {name} --replace …` without --require-auth"
             out.append(fail("libpq.keys", f"{where} {line}: key {key} {why}, psql uses libpq {v}: "
                             f"\"syntax error in service file\"", hint))
             continue
@@ -263,9 +264,10 @@ def check_environment(name: str, sec: Section | None, env: Mapping[str, str], ho
     if pw_home != home:
         msg = (f"$HOME ({home}) is not the passwd home ({pw_home}): pgJDBC, pgx and libpq < 15 look for "
                f"~/.pgpass and ~/.pg_service.conf in {pw_home}")
-        if v is not None and not v.at_least(15) and not env.get("PGPASSFILE"):
-            out.append(fail("env.home", msg + f"; psql's libpq {v} is one of them",
-                            f"export PGPASSFILE={home / '.pgpass'} PGSERVICEFILE={home / '.pg_service.conf'}"))
+        unset = [f"{var}={home / name}" for var, name in (("PGPASSFILE", ".pgpass"), ("PGSERVICEFILE", ".pg_service.conf"))
+                 if not env.get(var)]
+        if v is not None and not v.at_least(15) and unset:
+            out.append(fail("env.home", msg + f"; psql's libpq {v} is one of them", f"export {' '.join(unset)}"))
         else:
             out.append(ok("env.home", msg + " (psql's libpq reads $HOME)"))
     return out

@@ -14,7 +14,7 @@ import ssl
 import struct
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +36,16 @@ class Target:
     sslrootcert: str | None
 
 
-def check_dns(svc: Service, t: Target) -> tuple[list[Check], list[str]]:
-    """(checks, addresses to dial)."""
+Resolver = Callable[[str], tuple[str, list[str], list[str]]]
+
+
+def check_dns(svc: Service, t: Target, resolve: Resolver = socket.gethostbyname_ex) -> tuple[list[Check], list[str]]:
+    """(checks, addresses to dial); `resolve` answers like socket.gethostbyname_ex (canonical name, aliases, addresses)."""
     if t.hostaddr:
         return [ok("net.dns", f"hostaddr {t.hostaddr}: no DNS lookup; {t.host} is still what TLS and "
                    "~/.pgpass match")], [t.hostaddr]
     try:
-        canonical, aliases, addrs = socket.gethostbyname_ex(t.host)
+        canonical, aliases, addrs = resolve(t.host)
     except (OSError, UnicodeError) as err:
         return [fail("net.dns", f"{t.host} does not resolve ({err})",
                      "check the name, your VPN and DNS; for a tunnel use `pgiam add … --via 127.0.0.1:PORT`")], []

@@ -154,14 +154,47 @@ def test_key_unknown_to_the_detected_libpq_is_named(world: World) -> None:
     with edited(sf, text.replace("sslmode=verify-full\n", "sslmode=verify-full\nsslnegotiation=postgres\n", 1)):
         psql = world.psql("sandbox")
         code, report = doctor(world, "sandbox")
-    checks_ = checks(report)
-    major = int(checks_["libpq.version"][0]["message"].split()[1].split(".")[0])
-    if major >= 17:
-        pytest.fail("this test needs a libpq older than 17 (it relies on sslnegotiation being unknown)")
-    assert "syntax error in service file" in psql.stderr
-    f = failed(report, "sandbox")
-    assert code == 1 and "sslnegotiation" in f["libpq.keys"]["message"]
-    assert "syntax error in service file" in f["login"]["message"]
+        major = int(checks(report)["libpq.version"][0]["message"].split()[1].split(".")[0])
+        if major >= 17:
+            pytest.fail("this test needs a libpq older than 17 (it relies on sslnegotiation being unknown)")
+        assert "syntax error in service file" in psql.stderr
+        f = failed(report, "sandbox")
+        assert code == 1 and "sslnegotiation" in f["libpq.keys"]["message"]
+        assert "syntax error in service file" in f["login"]["message"]
+        assert f["libpq.keys"]["fix"].startswith("`pgiam refresh sandbox`")
+        world.pgiam("refresh", "sandbox")  # the fix named: pgiam rewrites its own section
+        assert world.psql("sandbox").returncode == 0
+
+
+def test_libpq_that_cuts_pgpass_lines_is_named(world: World) -> None:
+    """README: a libpq that cuts ~/.pgpass lines at 320 bytes (12.4 here, pinned with PGIAM_LIBPQ_VERSION)."""
+    code, report = doctor(world, "sandbox", env=dict(world.env, PGIAM_LIBPQ_VERSION="12.4"))
+    c = checks(report)["libpq.version"][0]
+    assert code == 1 and c["status"] == "FAIL" and "319 bytes" in c["message"] and "upgrade libpq" in c["fix"]
+    code, report = doctor(world, "sandbox", env=dict(world.env, PGIAM_LIBPQ_VERSION="12.5"))
+    assert checks(report)["libpq.version"][0]["status"] == "ok"
+    # libpq < 15 reads the passwd home, not $HOME (the test's HOME is a temp dir): named, with the exports.
+    home = failed(report, "sandbox")["env.home"]
+    assert code == 1 and home["fix"] == f"export PGPASSFILE={world.home}/.pgpass PGSERVICEFILE={world.home}/.pg_service.conf"
+    env = dict(world.env, PGIAM_LIBPQ_VERSION="12.5", PGPASSFILE=f"{world.home}/.pgpass",
+               PGSERVICEFILE=f"{world.home}/.pg_service.conf")
+    code, report = doctor(world, "sandbox", env=env)
+    assert code == 0, failed(report, "sandbox")
+
+
+def test_cname_to_an_aws_endpoint_is_named() -> None:
+    """README: token signed for a CNAME. The resolver is the edge faked here (no DNS server to point at)."""
+    from pgiam.config import Service
+    from pgiam.doctor import net
+
+    svc = Service(name="prod", host="db.example.com", user="alice", region="us-east-1")
+    aws_name = "prod.abc123.us-east-1.rds.amazonaws.com"
+    t = net.Target("db.example.com", None, 5432, None)
+    got, addrs = net.check_dns(svc, t, resolve=lambda h: (aws_name, ["db.example.com"], ["10.0.0.5"]))
+    assert got[0].status == "FAIL" and aws_name in got[0].message and f"--host {aws_name}" in (got[0].fix or "")
+    assert addrs == ["10.0.0.5"]
+    got, _ = net.check_dns(svc, t, resolve=lambda h: ("db.example.com", [], ["10.0.0.5"]))
+    assert got[0].status == "ok"
 
 
 def test_lock_held_by_another_pgiam_is_named(world: World) -> None:
