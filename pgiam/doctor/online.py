@@ -118,8 +118,10 @@ def check_online(svc: Service, sslrootcert: str | None) -> list[Check]:
 
 def _ca_check(ca: str, sslrootcert: str | None) -> Check:
     words = CA_SUBJECTS.get(ca)
-    if words is None or sslrootcert in (None, "system"):
-        return ok("online.ca", f"the server uses CA {ca}")
+    if words is None:
+        return ok("online.ca", f"the server uses CA {ca} (an identifier pgiam cannot match to a bundle CA)")
+    if sslrootcert in (None, "system"):
+        return ok("online.ca", f"the server uses CA {ca}; the entry verifies with the system store")
     from pgiam import certs
 
     try:

@@ -118,6 +118,15 @@ def test_pgpassword_set_is_named(world: World) -> None:
     assert "authentication failed" in f["login"]["message"] and "PGPASSWORD" in f["login"]["message"]
 
 
+def test_environment_that_refuses_cleartext_is_named(world: World) -> None:
+    """PGCHANNELBINDING=require applies to entries without channel_binding: the server's cleartext request is refused."""
+    env = dict(world.env, PGCHANNELBINDING="require")
+    assert world.psql("sandbox", env=env).returncode != 0
+    code, report = doctor(world, "sandbox", env=env)
+    f = failed(report, "sandbox")
+    assert code == 1 and f["env.override"]["fix"] == "unset PGCHANNELBINDING"
+
+
 def test_pgpass_0644_is_named(world: World) -> None:
     pg = world.home / ".pgpass"
     with edited(pg, pg.read_text(), mode=0o644):
@@ -414,6 +423,22 @@ def test_status_check(world: World) -> None:
     assert world.pgiam("status", "--check", "--min-left", "-1", check=False).returncode == 2
 
 
+def test_status_check_fails_when_the_last_refresh_failed(world: World) -> None:
+    """A token still valid, but the refresh that should renew it failed: a probe must see it."""
+    creds = Path(info(world)["aws_credentials_file"])
+    saved = creds.read_bytes()
+    creds.unlink()
+    try:
+        assert world.pgiam("refresh", "sandbox", check=False).returncode != 0
+        p = world.pgiam("status", "--check", "sandbox", check=False)
+        assert p.returncode == 1 and "sandbox: last refresh failed:" in p.stderr, p.stderr
+    finally:
+        creds.write_bytes(saved)
+        os.chmod(creds, 0o600)
+        world.pgiam("refresh", "sandbox")
+    assert world.pgiam("status", "--check", "sandbox").returncode == 0
+
+
 # ---------------------------------------------------------------- the server stopped (last: it stops the sandbox)
 
 
@@ -527,7 +552,7 @@ def rds_ca(tmp: Path, cn: str) -> Path:
 
 
 def online_world(tmp: Path, aws: tuple[StandIn, Any], iam_on: bool, policy_resource: str | None,
-                 cluster: bool = False) -> tuple[World, dict[str, str], str]:
+                 cluster: bool = False, port: int | None = None) -> tuple[World, dict[str, str], str]:
     """A user `alice` with keys from moto, an instance (or Aurora cluster), and a pgiam service for it."""
     stand, client = aws
     iam = client("iam")
@@ -540,16 +565,17 @@ def online_world(tmp: Path, aws: tuple[StandIn, Any], iam_on: bool, policy_resou
     if cluster:
         c = rds.create_db_cluster(DBClusterIdentifier="prod", Engine="aurora-postgresql", MasterUsername="admin",
                                   MasterUserPassword="password123", EnableIAMDatabaseAuthentication=iam_on)["DBCluster"]
-        host, rid, port = c["Endpoint"], c["DbClusterResourceId"], c["Port"]
+        host, rid, real_port = c["Endpoint"], c["DbClusterResourceId"], c["Port"]
     else:
         i = rds.create_db_instance(DBInstanceIdentifier="prod", Engine="postgres", DBInstanceClass="db.t3.micro",
                                    AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123",
-                                   EnableIAMDatabaseAuthentication=iam_on)["DBInstance"]
-        host, rid, port = i["Endpoint"]["Address"], i["DbiResourceId"], i["Endpoint"]["Port"]
+                                   EnableIAMDatabaseAuthentication=iam_on,
+                                   CACertificateIdentifier="rds-ca-rsa2048-g1")["DBInstance"]
+        host, rid, real_port = i["Endpoint"]["Address"], i["DbiResourceId"], i["Endpoint"]["Port"]
     w = make_world(tmp / "home")
     env = dict(w.env, **env_for(stand.url, AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"]))
     ca = rds_ca(tmp, "Amazon RDS us-east-1 Root CA RSA2048 G1")
-    w.pgiam("add", "prod", "--host", host, "--port", str(port), "--user", "alice", "--region", "us-east-1",
+    w.pgiam("add", "prod", "--host", host, "--port", str(port or real_port), "--user", "alice", "--region", "us-east-1",
             "--via", f"127.0.0.1:{free_port()}", "--sslrootcert", str(ca), env=env)
     return w, env, f"arn:aws:rds-db:us-east-1:123456789012:dbuser:{rid}/alice"
 
@@ -567,6 +593,7 @@ def test_online_everything_right(tmp_path: Path, aws: tuple[StandIn, Any]) -> No
     assert c["online.clock"]["status"] == "ok" and c["online.iam_enabled"]["status"] == "ok"
     assert arn in c["online.policy_arn"]["message"]
     assert c["online.policy"]["status"] == "ok", c["online.policy"]
+    assert c["online.ca"]["status"] == "ok" and "rds-ca-rsa2048-g1" in c["online.ca"]["message"]
     assert all(x["status"] == "ok" for x in c.values()), c
 
 
@@ -578,11 +605,28 @@ def test_online_policy_on_the_cluster_name_is_named(tmp_path: Path, aws: tuple[S
     assert ":cluster-" in arn  # Aurora: the cluster's resource id
 
 
-def test_online_iam_off_is_named(tmp_path: Path, aws: tuple[StandIn, Any]) -> None:
-    w, env, _ = online_world(tmp_path, aws, False, "*")
+@pytest.mark.parametrize("cluster", [False, True], ids=["instance", "cluster"])
+def test_online_iam_off_is_named(tmp_path: Path, aws: tuple[StandIn, Any], cluster: bool) -> None:
+    w, env, _ = online_world(tmp_path, aws, False, "*", cluster=cluster)
     c = online(w, env)
     assert c["online.iam_enabled"]["status"] == "FAIL"
     assert "--enable-iam-database-authentication" in c["online.iam_enabled"]["fix"]
+    assert ("modify-db-cluster" if cluster else "modify-db-instance") in c["online.iam_enabled"]["fix"]
+
+
+def test_online_port_other_than_the_instances_is_named(tmp_path: Path, aws: tuple[StandIn, Any]) -> None:
+    """README: token signed for another port (the tunnel's, given as --port instead of --via)."""
+    w, env, _ = online_world(tmp_path, aws, True, "*", port=15432)
+    c = online(w, env)
+    assert c["online.port"]["status"] == "FAIL" and "listens on 5432" in c["online.port"]["message"]
+    assert "--port 5432" in c["online.port"]["fix"]
+
+
+def test_online_ca_missing_from_the_bundle_is_named(tmp_path: Path, aws: tuple[StandIn, Any]) -> None:
+    w, env, _ = online_world(tmp_path, aws, True, "*")
+    rds_ca(tmp_path, "Some Other Root CA")  # overwrite the bundle the service points at
+    c = online(w, env)
+    assert c["online.ca"]["status"] == "FAIL" and c["online.ca"]["fix"] == "pgiam certs update"
 
 
 def test_online_clock_skew_is_named(tmp_path: Path, aws: tuple[StandIn, Any]) -> None:
