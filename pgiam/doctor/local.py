@@ -44,13 +44,14 @@ KNOWN_KEYS: Mapping[str, int] = {
 }
 REMOVED_IN: Mapping[str, int] = {"tty": 14, "authtype": 14, "requiressl": 12}
 
-_RDS_HOST = re.compile(r"\.([a-z]{2}(?:-[a-z]+)+-\d+)\.(?:rds\.amazonaws\.com(?:\.cn)?|dsql\.[a-z0-9-]+\.on\.aws)$")
+# RDS: `….REGION.rds.amazonaws.com[.cn]`; Aurora DSQL: `ID.dsql.REGION.on.aws`.
+_RDS_HOST = re.compile(r"\.([a-z]{2}(?:-[a-z]+)+-\d+)\.rds\.amazonaws\.com(?:\.cn)?$|\.dsql\.([a-z]{2}(?:-[a-z]+)+-\d+)\.on\.aws$")
 
 
 def region_of_host(host: str) -> str | None:
     """The region an RDS/Aurora/DSQL endpoint name carries (`….us-west-2.rds.amazonaws.com`), else None."""
     m = _RDS_HOST.search(host.lower().rstrip("."))
-    return m.group(1) if m else None
+    return (m.group(1) or m.group(2)) if m else None
 
 
 # ---------------------------------------------------------------- the files as libpq reads them

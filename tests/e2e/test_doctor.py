@@ -298,6 +298,20 @@ def test_wrong_ca_is_named(world: World) -> None:
         world.pgiam("remove", "wrongca")
 
 
+def test_missing_ca_file_is_named(world: World, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(info(world)["ca_file"]).read_bytes())
+    add_sandbox_like(world, "goneca", "pgiam_sandbox", "--sslrootcert", str(ca))
+    try:
+        ca.unlink()
+        assert world.psql("goneca").returncode != 0
+        code, report = doctor(world, "goneca")
+        f = failed(report, "goneca")
+        assert code == 1 and "does not exist" in f["tls.ca"]["message"] and f["tls.ca"]["fix"] == "pgiam certs update"
+    finally:
+        world.pgiam("remove", "goneca")
+
+
 def test_host_name_not_in_the_certificate_is_named(world: World) -> None:
     """README: `server certificate for "…" does not match host name` (host is localhost)."""
     i = info(world)
