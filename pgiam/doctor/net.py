@@ -8,7 +8,6 @@ message 80877103, answered by one byte `S`.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import struct
@@ -217,10 +216,3 @@ def login_check(svc: Service, result: LoginResult, earlier: Sequence[Check]) -> 
     more = "; ".join(causes[:4])
     return fail("login", f"psql service={svc.name} failed: {err}" + (f" -- likely: {more}" if more else ""), fix)
 
-
-def env_without(env: Mapping[str, str], *names: str) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k not in names}
-
-
-def default_env() -> dict[str, str]:
-    return dict(os.environ)

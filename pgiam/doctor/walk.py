@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pgiam import store
+from pgiam import store, tokeninfo
 from pgiam.config import Service, load_config
 from pgiam.doctor import Check, DoctorReport, ServiceDiagnosis, fail, ok, warn
 from pgiam.doctor import creds, local, net
@@ -80,8 +80,6 @@ def _one(paths: Paths, svc: Service, snap: store.Snapshot, v: LibpqVersion | Non
         out += local.check_pgpass_line(svc.name, snap.pgpass_text, paths.pgpass, host, port, dbname, user)
     token = snap.tokens.get(store.key_of(svc))
     st = store.state_of(svc, snap.states)
-    from pgiam import tokeninfo
-
     info = tokeninfo.try_decode(token)
     creds_expire = st.expires if st is not None and info is not None and st.minted == info.signed_at else None
     out += local.check_token(svc, token, now, creds_expire)

@@ -98,6 +98,13 @@ def test_healthy_sandbox_prints_only_ok_lines_and_exits_0(world: World) -> None:
     assert token not in p.stdout and token not in p.stderr
 
 
+def test_online_on_the_sandbox_asks_nothing_of_aws(world: World) -> None:
+    """The sandbox's key is random and local: --online must not send it to AWS."""
+    code, report = doctor(world, "sandbox", "--online")
+    online_checks = [c for c in next(s for s in report["services"])["checks"] if c["id"].startswith("online.")]
+    assert code == 0 and [c["id"] for c in online_checks] == ["online.skipped"]
+
+
 def test_json_output_validates_against_its_schema(world: World) -> None:
     import jsonschema
 
