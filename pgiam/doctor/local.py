@@ -211,12 +211,12 @@ def check_keys(name: str, sec: Section, v: LibpqVersion | None) -> list[Check]:
 
 # Values libpq takes from the environment only when the entry lacks them (conninfo > service file >
 # environment); those that can still break an IAM login through a pgiam entry.
+# (variable, key, first libpq that reads the variable): an older libpq ignores it.
 _BREAKING_ENV = {
-    "PGHOSTADDR": "hostaddr",
-    "PGCHANNELBINDING": "channel_binding",
-    "PGGSSENCMODE": "gssencmode",
-    "PGREQUIREAUTH": "require_auth",
-    "PGSSLNEGOTIATION": "sslnegotiation",
+    "PGHOSTADDR": ("hostaddr", 9),
+    "PGCHANNELBINDING": ("channel_binding", 13),
+    "PGGSSENCMODE": ("gssencmode", 12),
+    "PGREQUIREAUTH": ("require_auth", 16),
 }
 _HARMLESS_ENV = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSSLMODE", "PGSSLROOTCERT", "PGSERVICE")
 
@@ -229,14 +229,13 @@ def check_environment(name: str, sec: Section | None, env: Mapping[str, str], ho
                         "the IAM token is not used", "unset PGPASSWORD"))
     else:
         out.append(ok("env.PGPASSWORD", "PGPASSWORD is not set: libpq reads the token from the password file"))
-    for var, key in _BREAKING_ENV.items():
+    for var, (key, since) in _BREAKING_ENV.items():
         value = env.get(var)
-        if value is None or (sec is not None and sec.get(key) is not None):
+        if value is None or (sec is not None and sec.get(key) is not None) or (v is not None and v.major < since):
             continue
         bad = (var == "PGHOSTADDR" or (var == "PGCHANNELBINDING" and value == "require")
                or (var == "PGGSSENCMODE" and value == "require")
-               or (var == "PGREQUIREAUTH" and "password" not in value.split(","))
-               or (var == "PGSSLNEGOTIATION" and value == "direct" and (v is None or v.major < 17)))
+               or (var == "PGREQUIREAUTH" and "password" not in value.split(",")))
         if bad:
             why = ("libpq dials that address instead of the endpoint" if var == "PGHOSTADDR"
                    else "RDS asks for a cleartext password inside TLS, which this setting refuses")
