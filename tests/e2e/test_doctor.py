@@ -112,6 +112,8 @@ def test_json_output_validates_against_its_schema(world: World) -> None:
     schema = json.loads((Path(__file__).resolve().parents[2] / "pgiam" / "schemas" / "doctor.schema.json").read_text())
     jsonschema.validate(report, schema)
     assert code == 0 and report["ok"] is True and report["command"] == "doctor"
+    token = next(iter(pgpass.parse_tokens((world.home / ".pgpass").read_text()).values()))
+    assert token not in json.dumps(report) and token.split("X-Amz-Signature=")[1] not in json.dumps(report)
 
 
 # ---------------------------------------------------------------- environment and files
