@@ -136,6 +136,17 @@ def test_environment_that_refuses_cleartext_is_named(world: World) -> None:
     assert code == 1 and f["env.override"]["fix"] == "unset PGCHANNELBINDING"
 
 
+def test_pgpassfile_elsewhere_than_pgiams_tokens_is_named(world: World, tmp_path: Path) -> None:
+    """PGPASSFILE in this shell, while ~/.pgpass (where a timer without it writes) holds pgiam's block."""
+    other = tmp_path / "pgpass"
+    other.write_bytes((world.home / ".pgpass").read_bytes())
+    os.chmod(other, 0o600)
+    code, report = doctor(world, "sandbox", env=dict(world.env, PGPASSFILE=str(other)))
+    c = checks(report, "sandbox")["env.files"][0]
+    assert c["status"] == "warn" and f"PGPASSFILE={other}" in c["message"] and "PGPASSFILE" in c["fix"]
+    assert code == 0  # the copy still works today; the warning is about tomorrow
+
+
 def test_pgpass_0644_is_named(world: World) -> None:
     pg = world.home / ".pgpass"
     with edited(pg, pg.read_text(), mode=0o644):
