@@ -42,7 +42,7 @@ _pgiam() {
 
     # The value of an option that takes one.
     case $prev in
-        --sslrootcert)
+        --sslrootcert | --python)
             compopt -o filenames 2>/dev/null
             mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return
@@ -55,7 +55,7 @@ _pgiam() {
             _pgiam_offer 1m 2m 3m 4m 5m 6m 7m  # whole minutes; at most the renewal margin minus 30 s
             return
             ;;
-        --host | --port | --user | --dbname | --region | --profile | --via | --url | --prefix)
+        --host | --port | --user | --dbname | --region | --profile | --via | --url | --prefix | --min-left)
             COMPREPLY=()
             return
             ;;
@@ -68,7 +68,7 @@ _pgiam() {
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
         case $w in
-            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --prefix)
+            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --prefix | --python | --min-left)
                 ((i++))
                 [[ ${words[i]-} == = ]] && ((i++))
                 ;;
@@ -81,7 +81,7 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token run sandbox hook timer certs discover completion uninstall)
+        args=(add remove list status refresh token run sandbox hook timer certs discover completion uninstall doctor)
     else
         opts=(--help -h)
         case $cmd in
@@ -90,9 +90,11 @@ _pgiam() {
             remove | token) ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services) ;;
             list) opts+=(--json --names) ;;
             discover) opts+=(--profile --region --json --prefix --add --user --dbname --replace) ;;
-            status | refresh)
+            status | refresh | doctor)
                 opts+=(--json)
                 [[ $cmd == refresh ]] && opts+=(--if-needed --wait --quiet)
+                [[ $cmd == status ]] && opts+=(--check --min-left)
+                [[ $cmd == doctor ]] && opts+=(--online --python)
                 local name
                 while IFS= read -r name; do
                     # Offer each service once.

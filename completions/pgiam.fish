@@ -63,6 +63,7 @@ complete -c pgiam -n __pgiam_at -a certs -d 'manage the Amazon RDS CA bundles'
 complete -c pgiam -n __pgiam_at -a completion -d 'print the completion script for bash, zsh or fish'
 complete -c pgiam -n __pgiam_at -a uninstall -d 'undo everything pgiam wrote'
 complete -c pgiam -n __pgiam_at -a discover -d 'list the account PostgreSQL endpoints (and add them)'
+complete -c pgiam -n __pgiam_at -a doctor -d 'check each service from the shell to the server'
 
 # add NAME --host HOST --user USER [options]
 complete -c pgiam -n '__pgiam_in add' -l host -x -d 'the endpoint DNS name'
@@ -91,6 +92,14 @@ complete -c pgiam -n '__pgiam_in list' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in list' -l names -d 'service names only, one per line'
 complete -c pgiam -n '__pgiam_in status' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in status' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in status' -l check -d 'exit 1 unless every token is valid and its last refresh succeeded'
+complete -c pgiam -n '__pgiam_in status' -l min-left -x -d 'with --check: seconds each token must still be valid'
+
+# doctor [NAME...]
+complete -c pgiam -n '__pgiam_in doctor' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in doctor' -l online -d 'also ask AWS: STS, RDS, IAM policy simulation'
+complete -c pgiam -n '__pgiam_in doctor' -l python -r -F -d 'report the libpq of psycopg in this interpreter'
+complete -c pgiam -n '__pgiam_in doctor' -l json -d 'machine-readable output'
 
 # run [--once] [--pgbouncer-auth-file FILE [--pgbouncer-pidfile FILE]]
 complete -c pgiam -n '__pgiam_in run' -l once -d 'renew what is due once, then exit'

@@ -8,7 +8,7 @@ from types import ModuleType
 
 def modules() -> list[ModuleType]:
     from pgiam.commands import add, certs, completion, hook, list_, refresh, remove, run, sandbox, status, timer, token
-    from pgiam.commands import discover, uninstall
+    from pgiam.commands import discover, doctor, uninstall
 
-    return [add, remove, list_, status, refresh, token, run, sandbox, hook, timer, certs, discover, completion,
-            uninstall]
+    return [add, remove, list_, status, refresh, token, run, sandbox, hook, timer, certs, discover, doctor,
+            completion, uninstall]
