@@ -45,10 +45,11 @@ class Resource:
 def _client(svc: Service, service: str) -> Any:
     import botocore.config
 
-    from pgiam.token import _new_session
+    from pgiam.awscreds import new_session
 
     cfg = botocore.config.Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 2})
-    return _new_session(svc).create_client(service, region_name=svc.region, config=cfg)
+    session = new_session(svc.profile, svc.region, svc.aws_credentials_file)
+    return session.create_client(service, region_name=svc.region, config=cfg)
 
 
 def _code(err: Exception) -> str:
