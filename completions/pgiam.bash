@@ -42,7 +42,7 @@ _pgiam() {
 
     # The value of an option that takes one.
     case $prev in
-        --sslrootcert)
+        --sslrootcert | --python)
             compopt -o filenames 2>/dev/null
             mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return
@@ -60,10 +60,10 @@ _pgiam() {
             return
             ;;
         --every)
-            _pgiam_offer 1m 5m 10m 15m 30m 60m  # whole minutes, 1m to 60m
+            _pgiam_offer 1m 2m 3m 4m 5m 6m 7m  # whole minutes; at most the renewal margin minus 30 s
             return
             ;;
-        --host | --port | --user | --dbname | --region | --profile | --via | --url)
+        --host | --port | --user | --dbname | --region | --profile | --via | --url | --prefix | --min-left)
             COMPREPLY=()
             return
             ;;
@@ -76,7 +76,7 @@ _pgiam() {
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
         case $w in
-            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --format | --scheme)
+            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --prefix | --python | --min-left | --format | --scheme)
                 ((i++))
                 [[ ${words[i]-} == = ]] && ((i++))
                 ;;
@@ -89,28 +89,37 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token env url sandbox hook timer certs)
+        args=(add remove list status refresh token env url run sandbox hook timer certs discover completion uninstall doctor)
     else
         opts=(--help -h)
         case $cmd in
             add) opts+=(--host --port --user --dbname --region --profile --via --sslrootcert
                         --require-auth --replace --no-refresh) ;;
             remove | token) ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services) ;;
-            env | url)
-                [[ $cmd == env ]] && opts+=(--format) || opts+=(--scheme)
+            env)
+                opts+=(--format)
+                ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services)
+                ;;
+            url)
+                opts+=(--scheme)
                 ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services)
                 ;;
             list) opts+=(--json --names) ;;
-            status | refresh)
+            discover) opts+=(--profile --region --json --prefix --add --user --dbname --replace) ;;
+            status | refresh | doctor)
                 opts+=(--json)
                 [[ $cmd == refresh ]] && opts+=(--if-needed --wait --quiet)
+                [[ $cmd == status ]] && opts+=(--check --min-left)
+                [[ $cmd == doctor ]] && opts+=(--online --python)
                 local name
                 while IFS= read -r name; do
                     # Offer each service once.
                     [[ " ${pos[*]:1} " == *" $name "* ]] || args+=("$name")
                 done < <(_pgiam_services)
                 ;;
-            hook) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
+            hook | completion) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
+            uninstall) opts+=(--yes) ;;
+            run) opts+=(--once --pgbouncer-auth-file --pgbouncer-pidfile) ;;
             sandbox)
                 case $action in
                     '') args=(up down status) ;;
@@ -121,8 +130,8 @@ _pgiam() {
             timer)
                 case $action in
                     '') args=(install remove status) ;;
-                    install) opts+=(--systemd --cron --every --no-enable) ;;
-                    remove) opts+=(--systemd --cron) ;;
+                    install) opts+=(--systemd --cron --launchd --every --no-enable) ;;
+                    remove) opts+=(--systemd --cron --launchd) ;;
                     status) opts+=(--json) ;;
                 esac
                 ;;
@@ -137,12 +146,13 @@ _pgiam() {
     fi
 
     if [[ $cur == -* || ${#args[@]} -eq 0 ]]; then
-        # Options not given yet (also when no word fits here); --systemd and --cron exclude each other.
+        # Options not given yet (also when no word fits here); --systemd, --cron and --launchd exclude each other.
         local o given=" ${words[*]:1:cword-1} "
         args=()
         for o in "${opts[@]}"; do
             [[ $given == *" $o "* || $given == *" $o="* ]] && continue
-            [[ $o == --systemd || $o == --cron ]] && [[ $given == *" --systemd "* || $given == *" --cron "* ]] && continue
+            [[ $o == --systemd || $o == --cron || $o == --launchd ]] &&
+                [[ $given == *" --systemd "* || $given == *" --cron "* || $given == *" --launchd "* ]] && continue
             args+=("$o")
         done
     fi

@@ -57,10 +57,15 @@ complete -c pgiam -n __pgiam_at -a refresh -d 'mint fresh tokens into ~/.pgpass'
 complete -c pgiam -n __pgiam_at -a token -d 'print a valid token on stdout'
 complete -c pgiam -n __pgiam_at -a env -d 'print the PG* variables of a service'
 complete -c pgiam -n __pgiam_at -a url -d 'print a connection URI for a service'
+complete -c pgiam -n __pgiam_at -a run -d 'keep every service\'s token fresh until stopped'
 complete -c pgiam -n __pgiam_at -a sandbox -d 'a local PostgreSQL that checks IAM tokens like RDS'
 complete -c pgiam -n __pgiam_at -a hook -d 'print a prompt hook that keeps tokens fresh'
-complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user timer or cron'
+complete -c pgiam -n __pgiam_at -a timer -d 'refresh tokens from a systemd user timer, cron or launchd'
 complete -c pgiam -n __pgiam_at -a certs -d 'manage the Amazon RDS CA bundles'
+complete -c pgiam -n __pgiam_at -a completion -d 'print the completion script for bash, zsh or fish'
+complete -c pgiam -n __pgiam_at -a uninstall -d 'undo everything pgiam wrote'
+complete -c pgiam -n __pgiam_at -a discover -d 'list the account PostgreSQL endpoints (and add them)'
+complete -c pgiam -n __pgiam_at -a doctor -d 'check each service from the shell to the server'
 
 # add NAME --host HOST --user USER [options]
 complete -c pgiam -n '__pgiam_in add' -l host -x -d 'the endpoint DNS name'
@@ -94,9 +99,26 @@ complete -c pgiam -n '__pgiam_in list' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in list' -l names -d 'service names only, one per line'
 complete -c pgiam -n '__pgiam_in status' -l json -d 'machine-readable output'
 complete -c pgiam -n '__pgiam_in status' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in status' -l check -d 'exit 1 unless every token is valid and its last refresh succeeded'
+complete -c pgiam -n '__pgiam_in status' -l min-left -x -d 'with --check: seconds each token must still be valid'
+
+# doctor [NAME...]
+complete -c pgiam -n '__pgiam_in doctor' -a '(__pgiam_services)' -d 'service'
+complete -c pgiam -n '__pgiam_in doctor' -l online -d 'also ask AWS: STS, RDS, IAM policy simulation'
+complete -c pgiam -n '__pgiam_in doctor' -l python -r -F -d 'report the libpq of psycopg in this interpreter'
+complete -c pgiam -n '__pgiam_in doctor' -l json -d 'machine-readable output'
+
+# run [--once] [--pgbouncer-auth-file FILE [--pgbouncer-pidfile FILE]]
+complete -c pgiam -n '__pgiam_in run' -l once -d 'renew what is due once, then exit'
+complete -c pgiam -n '__pgiam_in run' -l pgbouncer-auth-file -r -F -d 'keep the users\' lines fresh in this pgbouncer auth_file'
+complete -c pgiam -n '__pgiam_in run' -l pgbouncer-pidfile -r -F -d 'send pgbouncer SIGHUP after each change'
 
 # hook SHELL
 complete -c pgiam -n '__pgiam_at hook' -a 'bash zsh fish' -d 'shell'
+
+# completion SHELL, uninstall [--yes]
+complete -c pgiam -n '__pgiam_at completion' -a 'bash zsh fish' -d 'shell'
+complete -c pgiam -n '__pgiam_in uninstall' -l yes -d 'really remove (without it, only show what would go)'
 
 # sandbox up|down|status
 complete -c pgiam -n '__pgiam_at sandbox' -a up -d 'start the sandbox and add the sandbox service'
@@ -106,15 +128,17 @@ complete -c pgiam -n '__pgiam_in sandbox up' -l port -x -d 'local TCP port for P
 complete -c pgiam -n '__pgiam_in sandbox status' -l json -d 'machine-readable output'
 
 # timer install|remove|status
-complete -c pgiam -n '__pgiam_at timer' -a install -d 'install the timer (systemd when reachable, else cron)'
+complete -c pgiam -n '__pgiam_at timer' -a install -d 'install the timer (launchd on macOS, else systemd or cron)'
 complete -c pgiam -n '__pgiam_at timer' -a remove -d 'remove the timer'
 complete -c pgiam -n '__pgiam_at timer' -a status -d 'is a timer installed, and is it active'
-complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l cron' -l systemd -d 'a systemd user timer'
-complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l systemd' -l cron -d 'a line in your crontab'
-complete -c pgiam -n '__pgiam_in timer install' -l every -x -a '1m 5m 10m 15m 30m 60m' -d 'how often (default 5m, 1m to 60m)'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l cron -l launchd' -l systemd -d 'a systemd user timer'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l systemd -l launchd' -l cron -d 'a line in your crontab'
+complete -c pgiam -n '__pgiam_in timer install; and not __fish_seen_argument -l systemd -l cron' -l launchd -d 'a macOS LaunchAgent'
+complete -c pgiam -n '__pgiam_in timer install' -l every -x -a '1m 2m 3m 4m 5m 6m 7m' -d 'how often (default: the longest safe, 4m at a 300 s margin)'
 complete -c pgiam -n '__pgiam_in timer install' -l no-enable -d 'write the units but do not enable them'
-complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l cron' -l systemd -d 'only the systemd units'
-complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd' -l cron -d 'only the crontab line'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l cron -l launchd' -l systemd -d 'only the systemd units'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd -l launchd' -l cron -d 'only the crontab line'
+complete -c pgiam -n '__pgiam_in timer remove; and not __fish_seen_argument -l systemd -l cron' -l launchd -d 'only the LaunchAgent'
 complete -c pgiam -n '__pgiam_in timer status' -l json -d 'machine-readable output'
 
 # certs update|status
@@ -123,3 +147,13 @@ complete -c pgiam -n '__pgiam_at certs' -a status -d 'managed bundles, CA counts
 complete -c pgiam -n '__pgiam_in certs update' -l url -x -d 'download the bundle from this https URL'
 complete -c pgiam -n '__pgiam_in certs update' -l partition -x -a 'aws aws-us-gov aws-cn' -d 'which partition'
 complete -c pgiam -n '__pgiam_in certs status' -l json -d 'machine-readable output'
+
+# discover [--profile P ...] [--region R ...] [--json] [--prefix P] [--add --user U [--dbname D] [--replace]]
+complete -c pgiam -n '__pgiam_in discover' -l profile -x -d 'AWS profile to scan (repeatable)'
+complete -c pgiam -n '__pgiam_in discover' -l region -x -d 'region to scan (repeatable)'
+complete -c pgiam -n '__pgiam_in discover' -l json -d 'machine-readable output'
+complete -c pgiam -n '__pgiam_in discover' -l prefix -x -d 'put this before every suggested name'
+complete -c pgiam -n '__pgiam_in discover' -l add -d 'add every IAM-enabled endpoint as a service'
+complete -c pgiam -n '__pgiam_in discover' -l user -x -d 'with --add: database user'
+complete -c pgiam -n '__pgiam_in discover' -l dbname -x -d 'with --add: database name'
+complete -c pgiam -n '__pgiam_in discover' -l replace -d 'with --add: replace services of the same name'

@@ -4,11 +4,19 @@ Both libpq files are shared with their owner. pgiam keeps its lines in one block
 at the very top (libpq takes the first matching ~/.pgpass line and the first
 section of a name), and everything outside the block is the user's, kept byte for
 byte. Files are decoded with `surrogateescape`, so non-UTF-8 bytes round-trip.
+
+Only the exact marker lines pgiam writes are markers (a line ending of `\\n` or
+`\\r\\n` aside): a user's own `# BEGIN pgiam tokens from my laptop` … `# END pgiam …`
+is foreign text like any other. A BEGIN line pgiam wrote whose END line is gone
+cannot be cut safely (pgiam cannot tell where its lines stop and the user's
+start), so it is refused with `Damaged`, and nothing is written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pgiam.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -17,6 +25,22 @@ class Split:
 
     block: list[str] | None  # the lines between the markers, without line endings
     foreign: str  # everything else, exactly as it was
+
+
+class Damaged(ConfigError):
+    """pgiam's BEGIN line without its END line: refused, nothing written."""
+
+    def __init__(self, what: str, line: int, end_line: str) -> None:
+        self.what, self.line, self.end_line = what, line, end_line
+        super().__init__(
+            f"{what}, line {line}: pgiam's block starts here but its end line `{end_line}` is missing",
+            f"put the line `{end_line}` back after pgiam's last line, or delete pgiam's lines including "
+            "the BEGIN line; then run the command again",
+        )
+
+    def at(self, path: object) -> ConfigError:
+        """The same error naming the file."""
+        return Damaged(str(path), self.line, self.end_line)
 
 
 def lines(text: str) -> list[str]:
@@ -28,30 +52,38 @@ def lines(text: str) -> list[str]:
     return out
 
 
-def split(text: str, begin: str, end: str) -> Split:
-    """Cut every well-formed block out of `text`; the first one is pgiam's."""
+def split(text: str, begin_line: str, end_line: str, what: str = "the file") -> Split:
+    """Cut pgiam's block(s) out of `text`: the first is pgiam's, later copies are dropped.
+
+    Raises Damaged for a BEGIN line with no END line before the next BEGIN line or the end of the text.
+    """
     all_lines = lines(text)
     foreign: list[str] = []
     block: list[str] | None = None
     i = 0
     while i < len(all_lines):
-        if _is_marker(all_lines[i], begin):
+        if _is(all_lines[i], begin_line):
             j = i + 1
-            while j < len(all_lines) and not _is_marker(all_lines[j], end) and not _is_marker(all_lines[j], begin):
+            while j < len(all_lines) and not _is(all_lines[j], end_line) and not _is(all_lines[j], begin_line):
                 j += 1
-            if j < len(all_lines) and _is_marker(all_lines[j], end):
-                if block is None:
-                    block = [ln.rstrip("\r\n") for ln in all_lines[i + 1 : j]]
-                i = j + 1
-                continue
-        # A BEGIN without its END is not ours to interpret: keep it as foreign text.
+            if j == len(all_lines) or not _is(all_lines[j], end_line):
+                raise Damaged(what, i + 1, end_line)
+            if block is None:
+                block = [ln.rstrip("\r\n") for ln in all_lines[i + 1 : j]]
+            i = j + 1
+            continue
         foreign.append(all_lines[i])
         i += 1
     return Split(block, "".join(foreign))
 
 
-def _is_marker(line: str, marker: str) -> bool:
-    return line.rstrip("\r\n").startswith(marker)
+def _is(line: str, marker: str) -> bool:
+    """Is `line` exactly the marker line (with `\\n`, `\\r\\n` or no line ending)?"""
+    if line.endswith("\r\n"):
+        line = line[:-2]
+    elif line.endswith("\n"):
+        line = line[:-1]
+    return line == marker
 
 
 def join(block_lines: list[str], foreign: str, begin_line: str, end_line: str) -> str:

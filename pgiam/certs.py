@@ -2,7 +2,7 @@
 
 RDS instance and cluster endpoints present certificates from Amazon's private
 RDS CAs, so `sslmode=verify-full` needs the RDS bundle as `sslrootcert`
-(FACTS.md, TLS). pgiam keeps one bundle per AWS partition under
+(AWS RDS User Guide, "Using SSL/TLS to encrypt a connection to a DB instance"). pgiam keeps one bundle per AWS partition under
 `Paths.certs_dir`, downloads it over verified HTTPS only, and replaces it
 atomically so a failed update never touches the bundle libpq is using.
 Only the standard library parses certificates (ssl.SSLContext), on purpose:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pgiam.libpq import LibpqVersion
     from pgiam.paths import Paths
 
-# Official sources (FACTS.md, TLS). The commercial bundle is the global one; per-region
+# Official sources (AWS RDS User Guide, "Certificate bundles by AWS Region"). The commercial bundle is the global one; per-region
 # bundles exist but the global one verifies every commercial region.
 DEFAULT_SOURCES: Mapping[str, str] = {
     "aws": "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
@@ -199,8 +199,8 @@ def parse_bundle(pem_text: str) -> list[CAInfo]:
         info = found[0]
         cas.append(
             CAInfo(
-                subject=_subject_name(info.get("subject", ())),
-                not_after=float(ssl.cert_time_to_seconds(info["notAfter"])),
+                subject=_subject_name(info.get("subject", ())),  # type: ignore[arg-type]
+                not_after=float(ssl.cert_time_to_seconds(str(info["notAfter"]))),
             )
         )
     return cas
@@ -292,7 +292,7 @@ def _download(url: str, context: ssl.SSLContext | None, timeout: float) -> bytes
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > MAX_DOWNLOAD:
                 raise NetworkError(f"{url} is {length} bytes, more than a CA bundle ({MAX_DOWNLOAD} max)")
-            body = response.read(MAX_DOWNLOAD + 1)
+            body: bytes = response.read(MAX_DOWNLOAD + 1)
             # read(amt) returns short at EOF instead of raising IncompleteRead: compare ourselves.
             if length and length.isdigit() and len(body) < int(length):
                 raise NetworkError(
@@ -460,7 +460,7 @@ def status_problems(statuses: Iterable[BundleStatus], *, strict: bool = False) -
 
 def proxy_sslrootcert(libpq_version: LibpqVersion | None) -> str:
     """sslrootcert for endpoints with public Amazon certificates: `system` on libpq 16+, else the OS CA file."""
-    # libpq 15 reads `sslrootcert=system` as a file named "system" (FACTS.md, tested), so older
+    # libpq 15 reads `sslrootcert=system` as a file named "system" (libpq 16 release notes add `system`; checked with libpq 15), so older
     # libpq gets the OS bundle's path instead.
     if libpq_version is not None and libpq_version.major >= 16:
         return "system"

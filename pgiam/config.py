@@ -1,4 +1,4 @@
-"""pgiam's config.toml: read with tomllib, written with tomli-w, validated with file/key/line.
+"""pgiam's config.toml: read with tomllib, edited in place with tomlkit, validated with file/key/line.
 
     [defaults]
     region = "us-east-1"          # optional
@@ -22,9 +22,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import tomlkit
+    import tomlkit.exceptions
+    import tomlkit.items
 
 from pgiam.errors import ConfigError, UsageError
 
@@ -88,7 +94,6 @@ class Config:
     path: Path
     defaults: Defaults = Defaults()
     services: dict[str, Service] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)  # what the file holds, for rewriting it
 
 
 # ---------------------------------------------------------------- validation (shared with the CLI)
@@ -142,15 +147,17 @@ def check_text(what: str, value: str) -> str:
     return value
 
 
-def check_port(port: Any, what: str = "port") -> int:
-    if isinstance(port, bool) or not isinstance(port, int):
+def check_port(port: object, what: str = "port") -> int:
+    if isinstance(port, int) and not isinstance(port, bool):
+        number = port
+    else:
         try:
-            port = int(str(port), 10)
+            number = int(str(port), 10)
         except ValueError:
             raise UsageError(f"invalid {what} {port!r}", "give a number from 1 to 65535") from None
-    if not 1 <= port <= 65535:
-        raise UsageError(f"invalid {what} {port}", "give a number from 1 to 65535")
-    return port
+    if not 1 <= number <= 65535:
+        raise UsageError(f"invalid {what} {number}", "give a number from 1 to 65535")
+    return number
 
 
 def check_region(region: str) -> str:
@@ -205,7 +212,9 @@ def infer_region(host: str) -> str | None:
         n = len(suffix)
         if len(labels) >= n + 2 and labels[-n:] == suffix and _REGION_RE.match(labels[-n - 1]):
             return labels[-n - 1]
-    return None
+    from pgiam import dsql
+
+    return dsql.region_of(host)  # Aurora DSQL: <id>.dsql.<region>.on.aws
 
 
 def is_proxy_host(host: str) -> bool:
@@ -288,7 +297,7 @@ def parse_config(text: str, path: Path) -> Config:
         if not isinstance(t, dict):
             raise ConfigError(f"{_where(path, text, 'services', name)}: services.{name} must be a table", f"write it as [services.{name}]")
         services[name] = _service(name, t, defaults, path, text, table)
-    return Config(path=path, defaults=defaults, services=services, raw=raw)
+    return Config(path=path, defaults=defaults, services=services)
 
 
 def load_config(path: Path) -> Config:
@@ -373,9 +382,109 @@ def service_table(svc: Service, explicit_region: bool) -> dict[str, Any]:
     return t
 
 
-def render_config(raw: dict[str, Any]) -> str:
-    """TOML text for a config dict (tomli-w)."""
-    import tomli_w
+HEADER = "# pgiam configuration: edit freely, or use `pgiam add` / `pgiam remove` (they keep your comments).\n"
 
-    header = "# pgiam configuration: edit freely, or use `pgiam add` / `pgiam remove`.\n"
-    return header + tomli_w.dumps(raw)
+
+def _services_table(doc: tomlkit.TOMLDocument) -> MutableMapping[str, Any]:
+    """The document's `services` table, created (as a super table: only `[services.NAME]` headers) when absent."""
+    import tomlkit
+
+    if "services" not in doc:
+        doc["services"] = tomlkit.table(is_super_table=True)
+    return cast("MutableMapping[str, Any]", doc["services"])
+
+
+def _checked(after: str, expected: dict[str, Any], path: Path, name: str) -> str:
+    """`after`, once tomllib reads from it exactly the data intended; else refuse, changing nothing.
+
+    tomlkit keeps the layout, but a table spelled with dotted keys (`services.prod.host = ...`) can come
+    out rearranged into other data: never write that.
+    """
+    import tomllib
+
+    def plain(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if not (k == "services" and v == {})}  # [services] alone says nothing
+
+    try:
+        ok = plain(tomllib.loads(after)) == plain(expected)
+    except tomllib.TOMLDecodeError:
+        ok = False
+    if not ok:
+        raise _cannot_edit(path, name)
+    return after
+
+
+def _cannot_edit(path: Path, name: str) -> ConfigError:
+    return ConfigError(f"{path}: cannot edit [services.{_show(name)}] in place without changing other settings",
+                       f"write each service as its own [services.NAME] table in {path}, or edit the file by hand")
+
+
+def render_with_service(text: str, name: str, table: Mapping[str, Any], path: Path = Path("config.toml")) -> str:
+    """`text` with [services.NAME] set to `table`; every other byte of the file is kept.
+
+    tomlkit edits the parsed document in place, so the user's comments, order and layout survive. An
+    existing table keeps its own comments and the position of the keys it still has: keys the new
+    table lacks are dropped, new ones are appended.
+    """
+    import tomllib
+
+    import tomlkit
+    import tomlkit.exceptions
+    import tomlkit.items
+
+    doc = tomlkit.parse(text) if text.strip() else tomlkit.parse(HEADER)
+    expected = tomllib.loads(text)
+    expected.setdefault("services", {})[name] = dict(table)
+    services = _services_table(doc)
+    current = services.get(name)
+    try:
+        if isinstance(current, MutableMapping):
+            for key in [k for k in current if k not in table]:
+                del current[key]
+            for key, value in table.items():
+                current[key] = value
+        elif isinstance(services, tomlkit.items.InlineTable):  # services = { prod = { ... } }
+            inline = tomlkit.inline_table()
+            inline.update(table)
+            services[name] = inline
+        else:
+            new = tomlkit.table()
+            for key, value in table.items():
+                new[key] = value
+            if list(doc)[-1] != "services":
+                new.add(tomlkit.nl())  # a blank line before the table that follows, as between the others
+            services[name] = new
+    except (ValueError, TypeError, tomlkit.exceptions.TOMLKitError):
+        raise _cannot_edit(path, name) from None  # a spelling tomlkit cannot change in place
+    return _checked(_newlines_of(text, tomlkit.dumps(doc)), expected, path, name)
+
+
+def render_without_service(text: str, name: str, path: Path = Path("config.toml")) -> str:
+    """`text` without [services.NAME] (and the comments inside that table); every other byte is kept."""
+    import tomllib
+
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    expected = tomllib.loads(text)
+    expected.get("services", {}).pop(name, None)
+    if "services" in doc:
+        services = _services_table(doc)
+        if name in services:
+            del services[name]
+        if not services and getattr(services, "is_super_table", lambda: False)():
+            del doc["services"]  # only implied by [services.NAME] headers; a [services] the user wrote stays
+    out = tomlkit.dumps(doc)
+    # The blank line that separated the removed last table from the one above now ends the file:
+    # end it as the user's file ended, so that add then remove gives the same bytes back.
+    plain = text.replace("\r\n", "\n")
+    ending = len(plain) - len(plain.rstrip("\n"))
+    out = out.replace("\r\n", "\n").rstrip("\n") + "\n" * ending if out.strip() else out
+    return _checked(_newlines_of(text, out), expected, path, name)
+
+
+def _newlines_of(text: str, out: str) -> str:
+    """`out` with the line endings of `text`: a file written with CRLF gets CRLF in what pgiam adds."""
+    if "\r\n" in text and text.count("\n") == text.count("\r\n"):
+        return out.replace("\r\n", "\n").replace("\n", "\r\n")
+    return out

@@ -27,9 +27,11 @@ def nothing_due() -> bool:
 
     env = os.environ
     home = env.get("HOME", "")
-    due_file = os.path.join(platformdirs.user_state_dir("pgiam"), "next-due")
+    # The same locations as pgiam.paths: PGIAM_STATE_DIR / PGIAM_CONFIG first, else XDG.
+    state = os.path.join(env["PGIAM_STATE_DIR"], "pgiam") if env.get("PGIAM_STATE_DIR") else platformdirs.user_state_dir("pgiam")
+    due_file = os.path.join(state, "next-due")
     watched = (
-        os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml"),
+        env.get("PGIAM_CONFIG") or os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml"),
         # libpq's locations (PGPASSFILE / PGSERVICEFILE, else the home directory); the full path
         # refuses relative ones, so they never count as unchanged here.
         env.get("PGPASSFILE") or os.path.join(home, ".pgpass"),
@@ -84,7 +86,10 @@ def _read_regular(path: str, limit: int = 1 << 22) -> bytes:
 # What the fast path reads, with the standard library only: no dataclasses (whose import of `inspect`
 # alone costs as much as the rest), so not pgiam.pgpass/tokeninfo/freshness themselves. Their rules
 # are mirrored below and tests/unit/test_token_callback.py checks the mirror against them.
-_BEGIN, _END = "# BEGIN pgiam", "# END pgiam"  # pgiam.pgpass's block markers
+# pgiam.pgpass.BEGIN_LINE and END_LINE: the marker lines, exactly (pgiam.block)
+_BEGIN = ("# BEGIN pgiam: IAM tokens managed by pgiam, rewritten on every refresh. "
+          "`pgiam remove NAME` drops a service; lines outside this block are yours.")
+_END = "# END pgiam"
 
 
 def _pgpass_fields(line: str) -> list[str]:
@@ -111,24 +116,33 @@ def _pgpass_fields(line: str) -> list[str]:
 
 
 def _pgpass_token(text: str, host: str, port: str, user: str) -> str | None:
-    """The token of pgiam's block for host:port:user (pgiam.pgpass.parse_tokens: the first
-    well-formed block, its first line for the key)."""
-    lines = [ln.rstrip("\r\n") for ln in text.split("\n")]
+    """The token of pgiam's block for host:port:user, as pgiam.pgpass.parse_tokens reads it (the first
+    block's first line for the key); None also for a damaged file, which the full path reports."""
+    raw = text.split("\n")
+    marks = [ln[:-1] if ln.endswith("\r") else ln for ln in raw]  # pgiam.block: one line ending, no more
+    found: str | None = None
+    first = True
     i = 0
-    while i < len(lines):
-        if lines[i].startswith(_BEGIN):
+    while i < len(raw):
+        if marks[i] == _BEGIN:
             j = i + 1
-            while j < len(lines) and not lines[j].startswith((_END, _BEGIN)):
+            while j < len(raw) and marks[j] not in (_END, _BEGIN):
                 j += 1
-            if j < len(lines) and lines[j].startswith(_END):
-                for line in lines[i + 1:j]:
+            if j == len(raw) or marks[j] != _END:
+                return None  # a BEGIN line without its END line: pgiam.block.Damaged
+            if first:
+                for line in raw[i + 1:j]:
+                    line = line.rstrip("\r\n")
                     if line and not line.startswith("#"):
                         f = _pgpass_fields(line)
                         if len(f) == 5 and (f[0], f[1], f[3]) == (host, port, user):
-                            return f[4]
-                return None
+                            found = f[4]
+                            break
+                first = False
+            i = j + 1
+            continue
         i += 1
-    return None
+    return found
 
 
 def _token_facts(token: str) -> tuple[str, int | None, str | None, str, str, float, int] | None:

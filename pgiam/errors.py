@@ -16,7 +16,7 @@ class ExitCode(enum.IntEnum):
     FILE = 5  # a file could not be read or written
     LOCKED = 6  # another pgiam holds the lock
     ENVIRONMENT = 7  # something outside pgiam is missing (PostgreSQL server, libpq too old, systemd...)
-    NETWORK = 8  # a download failed or did not verify
+    NETWORK = 8  # a download failed or did not verify, or AWS could not be reached (offline, timeout, TLS)
     BUG = 70  # an unexpected error (EX_SOFTWARE); --debug shows the traceback
     INTERRUPTED = 130
 

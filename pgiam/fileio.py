@@ -3,6 +3,12 @@
 Every reader sees the old file or the new one, never a mix: write a temp file in
 the same directory, born with its final mode, fsync it, rename it over the
 target, fsync the directory. The temp file is removed on any failure.
+
+pgiam's own directories (registered by pgiam.paths.Paths) are checked before use: owned by
+this user and writable by nobody else, else exit 5 naming the fix. Inside the state and data
+directories no symlink is ever followed (a planted `next-due -> ~/.bashrc` is replaced, never
+written through); the user's own files (~/.pgpass, the service file, the config) keep their
+symlinks. A missing home directory is never created.
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from pgiam.errors import FileError, LockedError
+from pgiam.errors import EnvironmentProblem, FileError, LockedError
 
 TMP_MARK = ".pgiam-tmp-"
 
@@ -29,15 +36,81 @@ def _hint_for(err: OSError, directory: Path) -> str:
     return "fix the file system problem above, then run the command again"
 
 
+_CHECKED: set[tuple[Path, ...]] = set()  # pgiam's own directories (config, state, data), checked together
+_NOFOLLOW: set[Path] = set()  # directories under which no symlink is followed (state, data)
+_HOMES: set[Path] = set()  # home directories, never created
+
+
+def own_directories(checked: Iterable[Path], nofollow: Iterable[Path], home: Path | None) -> None:
+    """Register pgiam's own directories and the home directory (pgiam.paths.Paths does, for every Paths)."""
+    _CHECKED.add(tuple(Path(os.path.abspath(p)) for p in checked))
+    _NOFOLLOW.update(Path(os.path.abspath(p)) for p in nofollow)
+    if home is not None:
+        _HOMES.add(Path(os.path.abspath(home)))
+
+
+def _under(path: Path, dirs: Iterable[Path]) -> Path | None:
+    p = Path(os.path.abspath(path))
+    for d in dirs:
+        if p == d or d in p.parents:
+            return d
+    return None
+
+
+def _nofollow(path: Path) -> bool:
+    """Is `path` a file inside pgiam's state or data directory (never reached through a symlink)?"""
+    return _under(Path(os.path.abspath(path)).parent, _NOFOLLOW) is not None
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse one of pgiam's own directories that another user owns or may write (exit 5, naming the fix)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise FileError(f"cannot use directory {path}: {err.strerror}", f"check it with `ls -ld {path}`") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise FileError(f"{path} is not a directory", f"move {path} out of the way")
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise FileError(f"{path} belongs to uid {st.st_uid}, not to you (uid {uid}); pgiam will not use it",
+                        f"check who created it; if it is yours: chown {uid} {path}; else move it away")
+    if st.st_mode & 0o022:
+        raise FileError(f"{path} is writable by group or others ({stat.filemode(st.st_mode)}); pgiam will not use it",
+                        f"chmod go-w {path} (pgiam creates it 0700)")
+
+
+def _check_dirs_of(path: Path) -> None:
+    """Before using a pgiam directory, check all of them (config, state, data); refuse to create a missing home."""
+    for group in _CHECKED:
+        if _under(path, group) is not None:
+            for d in group:
+                check_private_dir(d)
+    _refuse_missing_home(path)
+
+
+def _refuse_missing_home(path: Path) -> None:
+    for home in _HOMES:
+        if _under(path, [home]) is not None and not os.path.isdir(home):
+            raise EnvironmentProblem(
+                f"the home directory {home} does not exist, and pgiam needs {path} under it",
+                "set HOME to an existing directory (pgiam never creates it), or give every location explicitly: "
+                "PGPASSFILE, PGSERVICEFILE, XDG_CONFIG_HOME, XDG_STATE_HOME and XDG_DATA_HOME")
+
+
 def resolve_target(path: Path) -> Path:
-    """The file a write to `path` must replace: a symlink's final target, else `path`."""
-    if path.is_symlink():
+    """The file a write to `path` must replace: a symlink's final target, else `path`.
+
+    Inside pgiam's state and data directories a symlink is not followed: it is the file replaced."""
+    if path.is_symlink() and not _nofollow(path):
         return Path(os.path.realpath(path))
     return path
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create `path` (and parents) with mode 0700, whatever the umask."""
+    """Create `path` (and parents) with mode 0700, whatever the umask; check pgiam's own directories."""
+    _check_dirs_of(path)
     if path.is_dir():
         return
     try:
@@ -45,25 +118,48 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
     except OSError as err:
         raise FileError(f"cannot create directory {path}: {err.strerror}", _hint_for(err, path.parent)) from None
+    _check_dirs_of(path)
+
+
+_BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+@contextlib.contextmanager
+def no_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM, SIGHUP and SIGQUIT until the block ends: a commit or its rollback is never cut
+    in half. A signal that arrives meanwhile is delivered (as KeyboardInterrupt) right after."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def read_bytes(path: Path) -> bytes | None:
     """The file's bytes, or None when it does not exist. Never creates anything."""
+    nofollow = os.O_NOFOLLOW if _nofollow(path) else 0
     try:
         # O_NONBLOCK: opening a FIFO put where the file should be must not hang pgiam (issue 7).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise FileError(f"{path} is a directory, not a file", f"move {path} out of the way") from None
     except OSError as err:
+        if nofollow and err.errno == errno.ELOOP:
+            raise _symlink_refused(path) from None
         raise FileError(f"cannot read {path}: {err.strerror}", f"check the permissions of {path} (ls -l {path})") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise FileError(f"{path} is a directory, not a file", f"move {path} out of the way")
         if not stat.S_ISREG(st.st_mode):
-            raise FileError(f"{path} is not a regular file; pgiam will not use it", f"move {path} out of the way")
+            raise not_regular(path, st.st_mode, "use")
         os.set_blocking(fd, True)
         with open(fd, "rb", closefd=False) as f:
             return f.read()
@@ -73,17 +169,46 @@ def read_bytes(path: Path) -> bytes | None:
         os.close(fd)
 
 
+def not_regular(path: Path, mode: int, verb: str) -> FileError:
+    """A device, FIFO or socket where a file should be: never suggest moving a device away."""
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return FileError(f"{path} is a device, not a regular file; pgiam will not {verb} it",
+                         f"point pgiam at a regular file instead of {path} (PGPASSFILE and PGSERVICEFILE must name "
+                         "files pgiam can replace)")
+    return FileError(f"{path} is not a regular file; pgiam will not {verb} it", f"move {path} out of the way")
+
+
+def _symlink_refused(path: Path) -> FileError:
+    return FileError(f"{path} is a symlink; pgiam does not follow symlinks in its own directories",
+                     f"remove it (rm {path}); pgiam writes a regular file there")
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
-    """Replace the file at `path` (or its symlink's target) with `data`, atomically; return the target."""
+    """Replace the file at `path` (or its symlink's target) with `data`, atomically; return the target.
+
+    Once the rename is done the file is replaced: a failing fsync of the directory afterwards is
+    reported as exactly that, not as a failed write."""
+    target = _replace(path, data, mode)
+    try:
+        _fsync_dir(target.parent)
+    except OSError as err:
+        raise FileError(f"{path} was replaced, but syncing its directory failed: {err.strerror}; "
+                        "the change may not survive a power loss", _hint_for(err, target.parent)) from None
+    return target
+
+
+def _replace(path: Path, data: bytes, mode: int) -> Path:
+    """Write a temp file and rename it over `path` (or its symlink's target); no directory fsync."""
+    _check_dirs_of(path)
     target = resolve_target(path)
     try:
-        st = os.stat(target)
+        st = os.lstat(target) if _nofollow(target) else os.stat(target)
     except FileNotFoundError:
         st = None
     except OSError as err:
         raise FileError(f"cannot write {path}: {err.strerror}", _hint_for(err, target.parent)) from None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise FileError(f"{path} is not a regular file; pgiam will not replace it", f"move {path} out of the way")
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+        raise not_regular(path, st.st_mode, "replace")
     directory = target.parent
     tmp = directory / f".{target.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}"
     fd = -1
@@ -100,7 +225,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
         os.close(fd)
         fd = -1
         os.replace(tmp, target)
-        _fsync_dir(directory)
     except OSError as err:
         raise FileError(f"cannot write {path}: {err.strerror}", _hint_for(err, directory)) from None
     finally:
@@ -112,22 +236,34 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
 
 
 def write_all(changes: list[tuple[Path, bytes, int]]) -> list[Path]:
-    """Atomically write several files; if one fails, put back the ones already written, then raise."""
+    """Atomically write several files; if one fails, put back the ones already written, then raise.
+
+    Signals are held for the whole commit and its rollback (no_interrupts): Ctrl-C or SIGTERM
+    between two renames is acted on after the last one, never halfway. The directories are synced
+    after the renames; if that fails, every file is put back and the error says nothing changed."""
     done: list[tuple[Path, bytes | None, int]] = []
-    try:
-        for path, data, mode in changes:
-            old = read_bytes(path)
-            old_mode = stat.S_IMODE(os.stat(resolve_target(path)).st_mode) if old is not None else mode
-            atomic_write(path, data, mode)
-            done.append((path, old, old_mode))
-    except BaseException:
-        for path, old, old_mode in reversed(done):
-            with contextlib.suppress(Exception):
-                if old is None:
-                    os.unlink(resolve_target(path))
-                else:
-                    atomic_write(path, old, old_mode)
-        raise
+    check_locks()
+    with no_interrupts():
+        try:
+            for path, data, mode in changes:
+                old = read_bytes(path)
+                old_mode = stat.S_IMODE(os.stat(resolve_target(path)).st_mode) if old is not None else mode
+                _replace(path, data, mode)
+                done.append((path, old, old_mode))  # replaced: from here on a failure must put it back
+            for directory in dict.fromkeys(resolve_target(p).parent for p, _, _ in done):
+                try:
+                    _fsync_dir(directory)
+                except OSError as err:
+                    raise FileError(f"cannot sync directory {directory} after writing: {err.strerror}; "
+                                    "pgiam put back every file it had changed", _hint_for(err, directory)) from None
+        except BaseException:
+            for path, old, old_mode in reversed(done):
+                with contextlib.suppress(Exception):
+                    if old is None:
+                        os.unlink(resolve_target(path))
+                    else:
+                        atomic_write(path, old, old_mode)
+            raise
     return [p for p, _, _ in done]
 
 
@@ -160,17 +296,40 @@ def remove_stale_temps(path: Path) -> int:
 def locked(lock_path: Path, wait: float) -> Iterator[None]:
     """Hold pgiam's one lock; wait at most `wait` seconds (0: give up at once) or raise LockedError."""
     ensure_private_dir(lock_path.parent)
+    deadline = time.monotonic() + wait
+    for attempt in range(100):
+        if attempt == 99:
+            raise LockedError(f"the lock file {lock_path} keeps being replaced", "stop whatever deletes or replaces it")
+        fd = _open_lock(lock_path)
+        try:
+            _flock(fd, max(0.0, deadline - time.monotonic()), f"the lock {lock_path}", lambda: _read_holder(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, lock_path):
+            break
+        # The file was deleted or replaced while we waited: a lock on it excludes nobody. Take the new one.
+        os.close(fd)
+    _HELD[lock_path] = fd
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        raise FileError(f"cannot open lock file {lock_path}: {err.strerror}", _hint_for(err, lock_path.parent)) from None
-    try:
-        _flock(fd, wait, f"the lock {lock_path}", lambda: _read_holder(fd))
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
+        _HELD.pop(lock_path, None)
         os.close(fd)  # closing the descriptor releases the flock
+
+
+_HELD: dict[Path, int] = {}  # the locks this process holds, checked before every commit
+
+
+def check_locks() -> None:
+    """Refuse to write when a lock file this process holds was deleted or replaced meanwhile: another
+    pgiam may have taken the new file and be writing too."""
+    for path, fd in list(_HELD.items()):
+        if not _same_file(fd, path):
+            raise LockedError(f"the lock file {path} was deleted or replaced while pgiam held it; nothing was written",
+                              "run the command again (and leave pgiam's lock file in place)")
 
 
 @contextlib.contextmanager
@@ -186,6 +345,28 @@ def locked_directory(path: Path, wait: float) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _open_lock(lock_path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_NOFOLLOW if _nofollow(lock_path) else 0)
+    try:
+        return os.open(lock_path, flags, 0o600)
+    except IsADirectoryError:
+        raise FileError(f"the lock file {lock_path} is a directory", f"remove it (rmdir {lock_path}); pgiam creates a file there") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP and _nofollow(lock_path):
+            raise _symlink_refused(lock_path) from None
+        raise FileError(f"cannot open lock file {lock_path}: {err.strerror}", _hint_for(err, lock_path.parent)) from None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Is the locked descriptor still the file at `path` (not deleted, not replaced)?"""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _flock(fd: int, wait: float, what: str, holder_of: Callable[[], int | None]) -> None:

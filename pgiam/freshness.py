@@ -79,7 +79,7 @@ def judge(now: float, info: TokenInfo | None, *, host: str, port: int | None, us
 
 def retry_at(failed_at: float, failures: int) -> float:
     """When to try again after `failures` consecutive failed refreshes (exponential, capped)."""
-    wait = min(RETRY_AFTER * 2 ** max(0, min(failures, 16) - 1), MAX_RETRY_AFTER)
+    wait: float = min(RETRY_AFTER * 2 ** max(0, min(failures, 16) - 1), MAX_RETRY_AFTER)
     return failed_at + wait
 
 

@@ -3,7 +3,8 @@
 The version decides two things pgiam cannot work around: whether ~/.pgpass
 lines longer than 319 bytes are truncated (an IAM token is 350 to 1,900 bytes),
 and which service-file keys are known (an unknown key is a hard "syntax error in
-service file" for that section). See FACTS.md.
+service file" for that section). Sources: libpq's fe-connect.c (PQconninfoOptions,
+parseServiceFile, passwordFromFile) for each release, and the PostgreSQL release notes.
 """
 
 from __future__ import annotations
@@ -151,7 +152,8 @@ def detect(env: Mapping[str, str] | None = None) -> LibpqVersion | None:
 
 # --------------------------------------------------------------------------- what a version can do
 
-# First minor of each branch with Tom Lane's arbitrary-length .pgpass lines (2020-09-01, FACTS.md).
+# First minor of each branch with Tom Lane's arbitrary-length .pgpass lines (his 2020-09-01 change
+# to passwordFromFile in fe-connect.c, back-patched: read fe-connect.c of each minor release).
 PGPASS_LONG_LINES_FROM: Mapping[tuple[int, int], int] = {
     (12, 0): 5,
     (11, 0): 10,

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgiam.errors import UsageError
+
 APP = "pgiam"
 
 
@@ -22,6 +24,14 @@ class Paths:
     pgpass: Path  # libpq's password file
     service_file: Path  # libpq's per-user service file
     home: Path
+
+    def __post_init__(self) -> None:
+        # pgiam's own directories are checked (owner, no group/world write) before use, and no symlink
+        # is followed inside the state and data directories; the home directory is never created.
+        from pgiam import fileio
+
+        fileio.own_directories([self.config_dir, self.state_dir, self.data_dir], [self.state_dir, self.data_dir],
+                               self.home)
 
     @property
     def config_dir(self) -> Path:
@@ -67,12 +77,24 @@ class Paths:
         home = Path(env.get("HOME") or os.path.expanduser("~"))
         # libpq: PGPASSFILE if set, else ~/.pgpass; PGSERVICEFILE if set, else ~/.pg_service.conf.
         # libpq 15+ takes the home directory from $HOME (FACTS.md). No `~` expansion.
+        for var in ("PGPASSFILE", "PGSERVICEFILE"):
+            value = env.get(var)
+            if value and not os.path.isabs(value):
+                # libpq would open it relative to whatever directory the program runs in; a prompt hook
+                # would then write live tokens into every directory the shell visits.
+                raise UsageError(f"{var}={value!r} is a relative path; pgiam will not write files relative to the "
+                                 "current directory", f"set {var} to an absolute path, e.g. export {var}=\"$PWD/{value}\"")
         pgpass = Path(env["PGPASSFILE"]) if env.get("PGPASSFILE") else home / ".pgpass"
         service = Path(env["PGSERVICEFILE"]) if env.get("PGSERVICEFILE") else home / ".pg_service.conf"
+        # Headless (systemd, Kubernetes): PGIAM_CONFIG names the config file (a mounted ConfigMap may
+        # make it a symlink), PGIAM_STATE_DIR a directory in which pgiam keeps a `pgiam` directory of
+        # its own (created 0700: an emptyDir itself is world-writable) for the state and CA bundles.
+        config = Path(env["PGIAM_CONFIG"]) if env.get("PGIAM_CONFIG") else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+        own = Path(env["PGIAM_STATE_DIR"]) / APP if env.get("PGIAM_STATE_DIR") else None
         return cls(
-            config_file=Path(platformdirs.user_config_dir(APP)) / "config.toml",
-            state_dir=Path(platformdirs.user_state_dir(APP)),
-            data_dir=Path(platformdirs.user_data_dir(APP)),
+            config_file=config,
+            state_dir=own or Path(platformdirs.user_state_dir(APP)),
+            data_dir=own or Path(platformdirs.user_data_dir(APP)),
             pgpass=pgpass,
             service_file=service,
             home=home,

@@ -13,8 +13,11 @@ from typing import NamedTuple
 
 from pgiam import block
 
+# The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block); these prefixes are kept for
+# callers that only look for where a marker might be.
 BEGIN = "# BEGIN pgiam"
 END = "# END pgiam"
+WHAT = "the password file"  # named in a damaged-block error; pgiam.store names the path
 BEGIN_LINE = (
     "# BEGIN pgiam: IAM tokens managed by pgiam, rewritten on every refresh. "
     "`pgiam remove NAME` drops a service; lines outside this block are yours."
@@ -71,7 +74,7 @@ def render_line(key: Key, token: str) -> str:
 
 def parse_tokens(text: str) -> dict[Key, str]:
     """The tokens in pgiam's block, by key."""
-    lines = block.split(text, BEGIN, END).block or []
+    lines = block.split(text, BEGIN_LINE, END_LINE, WHAT).block or []
     out: dict[Key, str] = {}
     for line in lines:
         if not line or line.startswith("#"):
@@ -84,11 +87,11 @@ def parse_tokens(text: str) -> dict[Key, str]:
 
 def merge(text: str, tokens: Mapping[Key, str]) -> str:
     """`text` with pgiam's block replaced by exactly `tokens` (at the top); foreign bytes untouched."""
-    foreign = block.split(text, BEGIN, END).foreign
+    foreign = block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign
     lines = [render_line(k, tokens[k]) for k in sorted(tokens)]
     return block.join(lines, foreign, BEGIN_LINE, END_LINE)
 
 
 def foreign_text(text: str) -> str:
     """Everything outside pgiam's block, exactly."""
-    return block.split(text, BEGIN, END).foreign
+    return block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign

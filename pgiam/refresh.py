@@ -152,13 +152,15 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
         if st is not None:
             states[n] = st
     for n in selected:
-        svc = config.services.get(n)
-        if svc is None:
+        chosen = config.services.get(n)
+        if chosen is None:
             continue
+        svc = chosen
         old = states.get(n)
         if n in minted:
             m = minted[n]
-            states[n] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, profile=svc.profile)
+            states[n] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at,
+                                     profile=getattr(m, "profile", svc.profile))  # the profile that signed
             result.outcomes.append(Outcome(n, "renewed", m.expires_at))
         elif n in failures:
             err = failures[n]

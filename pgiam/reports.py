@@ -60,6 +60,7 @@ class ServiceStatus:
         return service_fields(self.service) | {
             "token": self.token, "reason": self.reason, "expires": self.expires, "seconds_left": self.seconds_left,
             "error": self.error, "hint": self.hint, "error_code": self.error_code, "failed_at": self.failed_at,
+            "signed_by": self.signed_by,
         }
 
 
@@ -113,8 +114,10 @@ class BundleRecord:
     expiring: tuple[ExpiringCA, ...]
 
     def to_json(self) -> JSON:
+        # A missing or unreadable bundle has no CA count: null, not 0 (absent is null, never a sentinel).
+        count = self.ca_count if self.exists and self.error is None else None
         return {"path": self.path, "partition": self.partition, "exists": self.exists, "in_use": self.in_use,
-                "ca_count": self.ca_count, "error": self.error,
+                "ca_count": count, "error": self.error,
                 "expiring": [{"subject": c.subject, "not_after": c.not_after, "expired": c.expired} for c in self.expiring]}
 
 
@@ -133,4 +136,16 @@ class SandboxReport:
     details: JSON  # pids, ports, endpoint, files: what pgiam.sandbox.cluster.status() reports
 
     def to_json(self) -> JSON:
-        return envelope("sandbox status", sandbox={"running": self.running, **self.details})
+        """One shape whatever the sandbox's state; the endpoint is split into host/port and the AWS
+        profile and database role take the names every other record uses (profile, user)."""
+        d = self.details
+        host, _, port = str(d.get("endpoint") or "").rpartition(":")
+        return envelope("sandbox status", sandbox={
+            "running": self.running, "host": host, "port": int(port),
+            "local_port": d.get("local_port"), "user": d.get("role"), "profile": d.get("aws_profile"),
+            "aws_credentials_file": d.get("aws_credentials_file"),
+            "postgres_pid": d.get("postgres_pid"), "postgres_alive": bool(d.get("postgres_alive")),
+            "ldapd_pid": d.get("ldapd_pid"), "ldapd_alive": bool(d.get("ldapd_alive")), "ldapd_port": d.get("ldapd_port"),
+            "ca_file": d.get("ca_file"), "log_file": d.get("log_file"), "server_log": d.get("server_log"),
+            "cluster_dir": d.get("cluster_dir"),
+        })

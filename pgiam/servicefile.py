@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 from pgiam import block
 
+# The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block); these prefixes are kept for
+# callers that only look for where a marker might be.
 BEGIN = "# BEGIN pgiam"
 END = "# END pgiam"
+WHAT = "the service file"  # named in a damaged-block error; pgiam.store names the path
 BEGIN_LINE = (
     "# BEGIN pgiam: services managed by pgiam, rewritten from its config (see `pgiam list`). "
     "`pgiam remove NAME` deletes one; sections outside this block are yours."
@@ -57,7 +60,7 @@ def render_section(entry: Entry) -> list[str]:
 
 def foreign_sections(text: str) -> list[Section]:
     """Every section header outside pgiam's block, with the span of its key lines."""
-    foreign = block.split(text, BEGIN, END).foreign
+    foreign = block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign
     return _sections(foreign)
 
 
@@ -83,7 +86,7 @@ def _sections(text: str) -> list[Section]:
 
 def managed_names(text: str) -> list[str]:
     """Names of the sections inside pgiam's block."""
-    lines = block.split(text, BEGIN, END).block or []
+    lines = block.split(text, BEGIN_LINE, END_LINE, WHAT).block or []
     stripped = [ln.strip(" \t\r\n\f\v") for ln in lines]
     names = [s[1 : s.index("]")] for s in stripped if s.startswith("[") and "]" in s]
     return [n for n in names if n != GUARD_NAME]
@@ -103,7 +106,7 @@ def _needs_guard(foreign: str) -> bool:
 
 def merge(text: str, entries: Iterable[Entry], drop_foreign: Iterable[str] = ()) -> str:
     """`text` with pgiam's block holding exactly `entries`; foreign sections named in `drop_foreign` removed."""
-    foreign = block.split(text, BEGIN, END).foreign
+    foreign = block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign
     drop = set(drop_foreign)
     if drop:
         # Remove from the end so earlier spans stay valid; comments and blank lines around stay.

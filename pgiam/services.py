@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from pgiam import config as cfg
-from pgiam import servicefile, store
+from pgiam import dsql, endpoints, servicefile, store
 from pgiam.config import Config, Service, load_config
 from pgiam.errors import ConfigError, EnvironmentProblem, UsageError
 from pgiam.fileio import locked, read_bytes
@@ -33,10 +35,16 @@ class ServiceArgs:
     require_auth: bool = False
 
 
-def build(paths: Paths, a: ServiceArgs, current: Config) -> Service:
-    """Validate the arguments into a Service; the region comes from --region, the host name, or [defaults]."""
+def build(paths: Paths, a: ServiceArgs, current: Config, notices: list[str] | None = None,
+          resolve: endpoints.Resolver | None = None) -> Service:
+    """Validate the arguments into a Service; the region comes from --region, the host name, or [defaults].
+
+    A host that is not an AWS endpoint name is replaced by the first AWS name in its CNAME chain
+    (said in `notices`), or refused: a token signed for any other name is refused (pgiam.endpoints).
+    """
     name = cfg.check_name(a.name)
-    host = cfg.check_host(a.host)
+    host = endpoints.signing_name(cfg.check_host(a.host), notices if notices is not None else [], resolve)
+    dbname = a.dbname if a.dbname is not None or not dsql.is_dsql_host(host) else dsql.DEFAULT_DBNAME
     region = cfg.check_region(a.region) if a.region else (cfg.infer_region(host) or current.defaults.region)
     if not region:
         raise UsageError(f"cannot tell the AWS region of {host}", "pass --region (e.g. --region us-east-1)")
@@ -45,11 +53,13 @@ def build(paths: Paths, a: ServiceArgs, current: Config) -> Service:
         host=host,
         port=cfg.check_port(a.port),
         user=cfg.check_text("user", a.user),
-        dbname=cfg.check_text("dbname", a.dbname) if a.dbname is not None else None,
+        dbname=cfg.check_text("dbname", dbname) if dbname is not None else None,
         region=region,
-        profile=cfg.check_profile(a.profile) if a.profile else None,
+        # The profile that signs, in order: --profile; AWS_PROFILE now, recorded so that timers (which
+        # carry no AWS_PROFILE) sign with the same identity; else [defaults] profile, read live.
+        profile=cfg.check_profile(profile) if (profile := a.profile or os.environ.get("AWS_PROFILE")) else None,
         via=cfg.parse_via(a.via) if a.via else None,
-        sslrootcert=cfg.check_path("sslrootcert", os.path.abspath(a.sslrootcert)) if a.sslrootcert else None,
+        sslrootcert=check_ca_file(cfg.check_path("sslrootcert", _abs(a.sslrootcert))) if a.sslrootcert else None,
         require_auth=a.require_auth,
     )
 
@@ -64,8 +74,10 @@ def with_tls_defaults(paths: Paths, svc: Service, notices: list[str]) -> Service
             f"the installed libpq {version} cuts ~/.pgpass lines at 320 bytes, and IAM tokens are longer",
             "upgrade libpq to 13 or later (or 12.5 / 11.10 / 10.15 and newer minor releases)",
         )
+    if dsql.is_dsql_host(svc.host):
+        dsql.check_libpq(version, svc.name)
     if svc.sslrootcert is None:
-        if cfg.is_proxy_host(svc.host):
+        if cfg.is_proxy_host(svc.host) or dsql.is_dsql_host(svc.host):  # public Amazon roots
             root = certs.proxy_sslrootcert(version)
         else:
             root = str(certs.ensure_bundle(paths, certs.partition_for_region(svc.region)))
@@ -91,6 +103,24 @@ def with_tls_defaults(paths: Paths, svc: Service, notices: list[str]) -> Service
     return svc
 
 
+def _abs(path: str) -> str:
+    """An absolute path, except libpq 16's keyword `system` (the OS trust store)."""
+    return path if path == "system" else os.path.abspath(path)
+
+
+def check_ca_file(path: str) -> str:
+    """An --sslrootcert that exists and holds a PEM certificate (libpq would fail every connection otherwise)."""
+    if path == "system":
+        return path
+    head = read_bytes(Path(path))  # FIFO-safe; a directory or unreadable file is a FileError
+    if head is None:
+        raise UsageError(f"sslrootcert {path} does not exist", "give the CA bundle file that signed the server's certificate")
+    # OpenSSL's PEM reader (used by libpq's SSL_CTX_load_verify_locations) takes these three labels.
+    if not re.search(rb"-----BEGIN (X509 |TRUSTED )?CERTIFICATE-----.*?-----END (X509 |TRUSTED )?CERTIFICATE-----", head, re.S):
+        raise UsageError(f"sslrootcert {path} holds no PEM certificate", "give a PEM CA bundle (-----BEGIN CERTIFICATE----- ...)")
+    return path
+
+
 def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -> None:
     """Refuse a name the config or a foreign service-file section already uses, unless `replace`."""
     if replace:
@@ -101,7 +131,9 @@ def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -
             f"use `pgiam add {svc.name} --replace ...` to change it, or `pgiam remove {svc.name}` first",
         )
     text = store.decode(read_bytes(paths.service_file))
-    for sec in servicefile.foreign_sections(text):
+    with store.naming(paths.service_file):
+        sections = servicefile.foreign_sections(text)
+    for sec in sections:
         if sec.name == svc.name:
             raise ConfigError(
                 f"{paths.service_file}:{sec.line}: a section [{svc.name}] that pgiam does not manage already exists",
@@ -112,23 +144,38 @@ def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -
 def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Minter | None,
         replace: bool = False, wait: float | None = None) -> Result:
     """Save `svc` in the config, write its service entry and (unless mint is None) a fresh token: all or nothing."""
+    return add_all(paths, [(svc, explicit_region)], now, mint, replace, wait)
+
+
+def add_all(paths: Paths, svcs: list[tuple[Service, bool]], now: float, mint: Minter | None,
+            replace: bool = False, wait: float | None = None) -> Result:
+    """`add` for several services (`pgiam discover --add`): every one is written, or none."""
     wait = lock_wait() if wait is None else wait
-    check_conflicts(paths, load_config(paths.config_file), svc, replace)
-    m: Minted | None = mint(svc) if mint else None  # before the lock, and before anything is written
+    current = load_config(paths.config_file)
+    for svc, _ in svcs:
+        check_conflicts(paths, current, svc, replace)
+    # Minted before the lock, and before anything is written: one failure leaves every file as it was.
+    minted: dict[str, Minted] = {svc.name: mint(svc) for svc, _ in svcs} if mint else {}
     result = Result()
     with locked(paths.lock_file, wait):
         config = load_config(paths.config_file)
-        check_conflicts(paths, config, svc, replace)
-        text = _set_service_text(_config_text(paths), cfg.service_table(svc, explicit_region), svc.name)
+        text = _config_text(paths)
+        for svc, explicit_region in svcs:
+            check_conflicts(paths, config, svc, replace)
+            text = cfg.render_with_service(text, svc.name, cfg.service_table(svc, explicit_region), paths.config_file)
         new_config = cfg.parse_config(text, paths.config_file)
-        changes = store.plan_libpq(paths, new_config, {store.key_of(svc): m.token} if m else {}, result.notices,
-                                   drop_foreign=[svc.name] if replace else [])
+        tokens = {store.key_of(svc): minted[svc.name].token for svc, _ in svcs if svc.name in minted}
+        changes = store.plan_libpq(paths, new_config, tokens, result.notices,
+                                   drop_foreign=[svc.name for svc, _ in svcs] if replace else [])
         states = dict(store.read(paths).states)
-        if m:
-            states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, profile=svc.profile)
-            result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
-        else:
-            states.pop(svc.name, None)
+        for svc, _ in svcs:
+            m = minted.get(svc.name)
+            if m:
+                states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, 
+                                                 profile=getattr(m, "profile", svc.profile))
+                result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
+            else:
+                states.pop(svc.name, None)
         changes = [(paths.config_file, text.encode(), 0o600), *changes, *store.plan_state(paths, new_config, states, now)]
         store.commit(paths, changes, new_config)
     return result
@@ -146,7 +193,7 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
         changes: list[store.Change] = []
         new_config = config
         if name in config.services:
-            text = _remove_service_text(_config_text(paths), name)
+            text = cfg.render_without_service(_config_text(paths), name, paths.config_file)
             new_config = cfg.parse_config(text, paths.config_file)
             changes.append((paths.config_file, text.encode(), 0o600))
         changes += store.plan_libpq(paths, new_config, {}, result.notices)
@@ -158,21 +205,3 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
 def _config_text(paths: Paths) -> str:
     data = read_bytes(paths.config_file)
     return "" if data is None else data.decode("utf-8")
-
-
-def _set_service_text(text: str, table: dict[str, object], name: str) -> str:
-    """Interim: config text with [services.NAME] set (rewrites the file through tomli-w)."""
-    raw = cfg.parse_config(text, cfg.Path("config.toml")).raw if text else {}
-    raw = dict(raw)
-    raw["services"] = dict(raw.get("services", {}))
-    raw["services"][name] = table
-    return cfg.render_config(raw)
-
-
-def _remove_service_text(text: str, name: str) -> str:
-    """Interim: config text without [services.NAME]."""
-    raw = dict(cfg.parse_config(text, cfg.Path("config.toml")).raw)
-    raw["services"] = {k: v for k, v in raw.get("services", {}).items() if k != name}
-    if not raw["services"]:
-        del raw["services"]
-    return cfg.render_config(raw)

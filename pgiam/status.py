@@ -40,3 +40,20 @@ def report(paths: Paths, now: float, names: Iterable[str] | None = None) -> Stat
             signed_by=st.profile if st else None,
         ))
     return StatusReport(tuple(rows))
+
+
+def check_failures(report: StatusReport, now: float, min_left: int) -> list[str]:
+    """`status --check`: one line per selected service whose token would not serve a login for `min_left`
+    seconds (missing, invalid, expired, too short) or whose last refresh failed; empty when all are fine."""
+    out: list[str] = []
+    for r in report.services:
+        name = r.service.name
+        if r.token in ("missing", "invalid") or r.expires is None:
+            out.append(f"{name}: {r.token}: {r.reason}")
+        elif r.expires <= now:
+            out.append(f"{name}: token expired {int(now - r.expires)} s ago")
+        elif r.expires - now < min_left:
+            out.append(f"{name}: token valid for {int(r.expires - now)} s, less than --min-left {min_left}")
+        if r.error:
+            out.append(f"{name}: last refresh failed: {r.error}")
+    return out

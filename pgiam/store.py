@@ -7,13 +7,14 @@ under pgiam's one lock. Nothing here prints or mints.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pgiam import freshness, pgpass, servicefile, tokeninfo
+from pgiam import block, freshness, pgpass, servicefile, tokeninfo
 from pgiam.config import Config, Service
 from pgiam.errors import ConfigError, FileError
 from pgiam.fileio import read_bytes, remove_stale_temps, resolve_target, write_all
@@ -97,11 +98,23 @@ class Snapshot:
     states: dict[str, ServiceState]
 
 
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """A damaged pgiam block (BEGIN line without END line) reported with the file's path."""
+    try:
+        yield
+    except block.Damaged as err:
+        raise err.at(path) from None
+
+
 def read(paths: Paths) -> Snapshot:
     pg = decode(read_bytes(paths.pgpass))
     sv = decode(read_bytes(paths.service_file))
-    return Snapshot(pg, sv, pgpass.parse_tokens(pg), frozenset(servicefile.managed_names(sv)),
-                    parse_state(read_bytes(paths.state_file)))
+    with naming(paths.pgpass):
+        tokens = pgpass.parse_tokens(pg)
+    with naming(paths.service_file):
+        sections = frozenset(servicefile.managed_names(sv))
+    return Snapshot(pg, sv, tokens, sections, parse_state(read_bytes(paths.state_file)))
 
 
 def verdict(svc: Service, snap: Snapshot, now: float, margin: int) -> freshness.Verdict:
@@ -137,16 +150,22 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
     changes: list[Change] = []
     data = read_bytes(paths.pgpass)
     text = decode(data)
-    current = pgpass.parse_tokens(text)
+    with naming(paths.pgpass):
+        current = pgpass.parse_tokens(text)
     wanted = {key_of(s) for s in config.services.values()}
     tokens = {k: new_tokens.get(k) or current[k] for k in wanted if k in new_tokens or k in current}
-    new_text = pgpass.merge(text, tokens)
+    with naming(paths.pgpass):
+        new_text = pgpass.merge(text, tokens)
     loose = False
     if data is not None:
         st = os.stat(resolve_target(paths.pgpass))
         if not stat.S_ISREG(st.st_mode):
             raise FileError(f"{paths.pgpass} is not a regular file", f"point PGPASSFILE at a regular file, or move {paths.pgpass} away")
         loose = bool(st.st_mode & 0o077)
+        if st.st_nlink > 1:
+            # A rename replaces one name only: the file's other hard links keep the old contents.
+            notices.append(f"{paths.pgpass} has {st.st_nlink - 1} other hard link(s); pgiam replaces the file, so "
+                           "those names keep the old tokens (use a symlink to share it)")
     if new_text != text or loose or (data is None and tokens):
         changes.append((paths.pgpass, encode(new_text), 0o600))
         if loose:
@@ -154,9 +173,13 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
     data = read_bytes(paths.service_file)
     text = decode(data)
     entries = [service_entry(s, s.sslrootcert or default_sslrootcert(paths, s)) for _, s in sorted(config.services.items())]
-    new_text = servicefile.merge(text, entries, drop_foreign)
+    with naming(paths.service_file):
+        new_text = servicefile.merge(text, entries, drop_foreign)
     if new_text != text:
         mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file)).st_mode) if data is not None else 0o600
+        if data is not None and (n := os.stat(resolve_target(paths.service_file)).st_nlink) > 1:
+            notices.append(f"{paths.service_file} has {n - 1} other hard link(s); pgiam replaces the file, so "
+                           "those names keep the old entries (use a symlink to share it)")
         changes.append((paths.service_file, encode(new_text), mode))
     return changes
 
@@ -209,11 +232,14 @@ def commit(paths: Paths, changes: list[Change], config: Config) -> list[Path]:
     """Write all changes or none (fileio.write_all rolls back), creating pgiam's directories first."""
     from pgiam.fileio import ensure_private_dir
 
+    from pgiam.fileio import no_interrupts
+
     if any(p.parent == paths.state_dir for p, _, _ in changes):
         ensure_private_dir(paths.state_dir)
     if any(p == paths.config_file for p, _, _ in changes):
         ensure_private_dir(paths.config_dir)
-    wrote = write_all(changes)
-    if not config.services:
-        clear_next_due(paths)
+    with no_interrupts():  # the writes, a rollback and the next-due removal are never cut in half
+        wrote = write_all(changes)
+        if not config.services:
+            clear_next_due(paths)
     return wrote

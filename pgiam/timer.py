@@ -1,8 +1,9 @@
-"""The periodic refresh: a systemd user timer, or one marked crontab line (`pgiam timer ...`).
+"""The periodic refresh: a systemd user timer, one marked crontab line, or a macOS LaunchAgent.
 
-Rendering and the crontab merges are pure; install/remove/status talk to `systemctl --user`
-and `crontab` (never cron's own files). No secret is ever written to a unit, a crontab or a
-child's argv: only path variables and AWS_PROFILE are carried over.
+Rendering and the crontab merges are pure; install/remove/status talk to `systemctl --user`,
+`crontab` (never cron's own files) and `launchctl` (pgiam.launchd). No secret is ever written to
+a unit, a crontab, a plist or a child's argv: only PATH and path variables are carried over. The
+AWS profile is not carried: each service records the profile it signs with in pgiam's config.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from pgiam import freshness, launchd
+from pgiam.config import DEFAULT_MARGIN
 from pgiam.errors import EnvironmentProblem, FileError, UsageError
 from pgiam.fileio import atomic_write, ensure_private_dir
 from pgiam.paths import Paths
@@ -23,10 +28,11 @@ from pgiam.paths import Paths
 SERVICE = "pgiam-refresh.service"
 TIMER = "pgiam-refresh.timer"
 REFRESH_ARGS = ("refresh", "--if-needed", "--quiet")
-METHODS = ("systemd", "cron")
+METHODS = ("systemd", "cron", "launchd")
 # Variables that decide which files pgiam and libpq use: the timer must write the files the
-# user's shell reads. Never credentials (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN...): a
-# profile name is enough for botocore to find them, and units and crontabs are not secret stores.
+# user's shell reads. Never credentials (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN...), and no
+# longer AWS_PROFILE: the profile a service signs with is recorded in pgiam's config at `add`,
+# so a timer signs with the same identity whatever the installing shell had set.
 ENV_VARS = (
     "PGPASSFILE",
     "PGSERVICEFILE",
@@ -35,11 +41,23 @@ ENV_VARS = (
     "XDG_DATA_HOME",
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_PROFILE",
 )
+# botocore expands `~` in these two (botocore.configloader); libpq expands nothing (PGPASSFILE...).
+TILDE_OK = ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 CRON_MARKER = "# pgiam: managed"
 CRON_COMMENT = CRON_MARKER + "; remove with pgiam timer remove"
 MIN_EVERY, MAX_EVERY = 60, 3600
+# How late a run may put its new token in the file, after the time it was scheduled for: the
+# scheduler's start delay plus the refresh itself (its credential calls are bounded to about 15 s).
+# Start delay: systemd.timer(5) lets a timer fire up to AccuracySec= late (written below as 15 s;
+# the default is a minute); cron(8) wakes every minute and starts the matching jobs then; launchd.plist(5)
+# starts StartCalendarInterval jobs at the calendar time (later only after sleep, covered by the
+# catch-up run at wake). See max_every(): --every may not exceed the renewal margin minus ACCURACY.
+# A suspended machine is outside this rule: systemd and launchd catch up at wake, cron does not
+# (the prompt hook covers that gap).
+START_DELAY = 15
+REFRESH_TIME = 15
+ACCURACY = START_DELAY + REFRESH_TIME
 PROBE_TIMEOUT = 3.0  # seconds: an unreachable user bus can hang systemctl; the default must be quick
 COMMAND_TIMEOUT = 30.0
 
@@ -70,6 +88,43 @@ class RemoveResult:
 
 
 # ---------------------------------------------------------------- schedule
+
+
+def margin_window(margin: int) -> int:
+    """Seconds between a full-life token becoming due and its expiry, by the freshness rule."""
+    due = freshness.due_at(0.0, float(freshness.TOKEN_LIFETIME), margin)
+    return int(freshness.TOKEN_LIFETIME - due)
+
+
+def max_every(margin: int) -> int:
+    """The longest interval (whole minutes, at most 60m; 0 when none) that never lets a token expire.
+
+    A run finds a token not yet due; the next run may start up to `every + START_DELAY` later and
+    its token lands REFRESH_TIME after that, while the old token lives `margin_window(margin)`
+    past its due time. So every + ACCURACY <= margin_window(margin). Proved against
+    freshness.due_at by tests/unit/test_timer.py (simulated schedules).
+    """
+    limit = margin_window(margin) - ACCURACY
+    return max(0, min(MAX_EVERY, limit // 60 * 60))
+
+
+def check_every(every_seconds: int, margin: int) -> None:
+    """Refuse an interval that can let a token expire between two runs, naming the limit."""
+    _minutes(every_seconds)
+    window = margin_window(margin)
+    longest = max_every(margin)
+    if longest < MIN_EVERY:
+        raise UsageError(
+            f"renewal_margin {margin} s is too short for any timer: a token is due {window} s before it expires, "
+            f"and a run may land its token up to {ACCURACY} s after its scheduled time",
+            f"raise renewal_margin to at least {MIN_EVERY + ACCURACY} s in the [defaults] of pgiam's config, "
+            "or use the prompt hook (`pgiam hook SHELL`)")
+    if every_seconds > longest:
+        raise UsageError(
+            f"--every {every_seconds // 60}m could let tokens expire: with renewal_margin {margin} s a token is due "
+            f"{window} s before it expires, and a run may land its token up to {ACCURACY} s late, so runs may be at "
+            f"most {window - ACCURACY} s apart",
+            f"use --every {longest // 60}m or less (the default), or raise renewal_margin in pgiam's config")
 
 
 def parse_every(text: str) -> int:
@@ -120,9 +175,43 @@ def _check_exe(exe: Sequence[str]) -> None:
         raise UsageError("the pgiam command contains a line break; a unit or crontab line cannot hold it")
 
 
+def clean_path(value: str) -> str:
+    """PATH without empty and relative entries (they name the installing shell's working directory,
+    not one the timer runs in) and without repeats, order kept."""
+    seen: list[str] = []
+    for entry in value.split(os.pathsep):
+        if entry and os.path.isabs(entry) and entry not in seen:
+            seen.append(entry)
+    return os.pathsep.join(seen)
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Refuse a relative path in a carried variable: the timer runs elsewhere and would use other files."""
+    for name in ENV_VARS:
+        value = env.get(name)
+        if not value:
+            continue
+        shown = value if name not in TILDE_OK else os.path.expanduser(value)
+        if not os.path.isabs(shown):
+            raise UsageError(
+                f"{name}={value!r} is a relative path: a timer runs in another directory, so it would "
+                "read and write other files than this shell",
+                f'set it to an absolute path (export {name}="$PWD/{value}") and install again, or unset it')
+
+
 def carried_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The ENV_VARS that are set and non-empty in `env`, in ENV_VARS order."""
-    return {name: env[name] for name in ENV_VARS if env.get(name)}
+    """PATH (cleaned, first) and the ENV_VARS that are set and non-empty in `env`, in ENV_VARS order.
+
+    PATH lets a credential_process or SSO helper named without a directory run from the timer as it
+    runs from the shell (cron's default PATH is /usr/bin:/bin; launchd reads no shell rc file).
+    """
+    check_env(env)
+    carried: dict[str, str] = {}
+    path = clean_path(env.get("PATH", ""))
+    if path:
+        carried["PATH"] = path
+    carried.update({name: env[name] for name in ENV_VARS if env.get(name)})
+    return carried
 
 
 # ---------------------------------------------------------------- systemd
@@ -179,8 +268,8 @@ def render_units(exe: list[str], every_seconds: int, env: Mapping[str, str]) -> 
         # A calendar timer with Persistent= runs at once after a suspend or shutdown that
         # swallowed a run (OnUnitActiveSec= timers do not catch up).
         "Persistent=true\n"
-        # The default accuracy is one minute, a fifth of a 5-minute interval; tokens last 15.
-        "AccuracySec=15s\n"
+        # The default accuracy is one minute; max_every() counts on START_DELAY.
+        f"AccuracySec={START_DELAY}s\n"
         f"Unit={SERVICE}\n"
         "\n"
         "[Install]\n"
@@ -384,19 +473,68 @@ def _remove_cron() -> RemoveResult:
     return RemoveResult(("crontab line",))
 
 
+# ---------------------------------------------------------------- launchd
+
+
+def _remove_launchd(paths: Paths, uid: int) -> RemoveResult:
+    plist = launchd.plist_path(paths)
+    notes = launchd.unload(uid) if launchd.available() else []
+    if not plist.exists():
+        return RemoveResult((), tuple(notes))
+    if not launchd.available():
+        notes.append("no launchctl on PATH: the plist is gone, a running launchd forgets the agent at the next login")
+    try:
+        plist.unlink()
+    except FileNotFoundError:
+        return RemoveResult((), tuple(notes))
+    except OSError as err:
+        raise FileError(f"cannot remove {plist}: {err.strerror}", f"remove {plist} by hand") from None
+    return RemoveResult((str(plist),), tuple(notes))
+
+
 # ---------------------------------------------------------------- commands
 
 
-def install(paths: Paths, *, method: str | None, every: int, enable: bool, exe: list[str],
-            env: Mapping[str, str]) -> TimerResult:
-    """Install the periodic refresh (systemd user timer, else cron) and replace the other kind."""
+def default_method(platform: str, systemd_ok: bool) -> str:
+    """launchd on macOS; elsewhere systemd when a user manager answers, else cron."""
+    if platform == "darwin":
+        return "launchd"
+    return "systemd" if systemd_ok else "cron"
+
+
+def _remove_others(paths: Paths, keep: str, uid: int) -> list[str]:
+    """One scheduler is enough: an earlier install of another kind would refresh twice as often."""
+    notes: list[str] = []
+    if keep != "systemd" and (any(p.exists() for p in _unit_paths(paths)) or _wants_link(paths).is_symlink()):
+        notes.extend(_remove_units(paths).notes)
+        notes.append("removed the earlier pgiam systemd timer")
+    if keep != "cron" and crontab_available():
+        with contextlib.suppress(EnvironmentProblem):
+            if _remove_cron().removed:
+                notes.append("removed the earlier pgiam crontab line")
+    if keep != "launchd" and launchd.plist_path(paths).exists():
+        result = _remove_launchd(paths, uid)
+        notes.extend(result.notes)
+        notes.append("removed the earlier pgiam LaunchAgent")
+    return notes
+
+
+def install(paths: Paths, *, method: str | None, every: int | None, enable: bool, exe: list[str],
+            env: Mapping[str, str], margin: int = DEFAULT_MARGIN, platform: str = sys.platform,
+            uid: int | None = None) -> TimerResult:
+    """Install the periodic refresh (launchd on macOS, else systemd when reachable, else cron) and
+    remove any other kind. `every` None: the longest interval `margin` allows (max_every)."""
     if method not in (None, *METHODS):
-        raise UsageError(f"unknown timer method {method!r}", "use --systemd or --cron")
+        raise UsageError(f"unknown timer method {method!r}", "use --systemd, --cron or --launchd")
     _check_exe(exe)
-    _minutes(every)
+    every = max_every(margin) if every is None else every
+    check_every(every, margin)
+    carried = carried_env(env)  # refuses relative path variables before anything is written
+    uid = os.getuid() if uid is None else uid
     # Probe only when systemd may be used: an unreachable bus can take PROBE_TIMEOUT to answer.
-    reachable = method != "cron" and systemd_reachable()
-    chosen = method or ("systemd" if reachable else "cron")
+    reachable = method == "systemd" or (method is None and platform != "darwin")
+    reachable = reachable and systemd_reachable()
+    chosen = method or default_method(platform, reachable)
     if method is None and chosen == "cron" and enable and not crontab_available():
         raise EnvironmentProblem(
             "no systemd user manager is reachable and there is no crontab command: nothing can run the timer",
@@ -404,10 +542,26 @@ def install(paths: Paths, *, method: str | None, every: int, enable: bool, exe: 
             "(apt-get install cron); the prompt hook (`pgiam hook SHELL`) works without either",
         )
     notes: list[str] = []
+    if chosen == "launchd":
+        if enable and not launchd.available():
+            raise EnvironmentProblem("there is no launchctl command: a LaunchAgent needs macOS's launchd",
+                                     "use --systemd or --cron here, or --no-enable to only write the plist")
+        plist = launchd.plist_path(paths)
+        data = launchd.render_plist([*exe, *REFRESH_ARGS], every, carried, launchd.log_path(paths))
+        ensure_private_dir(paths.state_dir)  # launchd creates the log file, not its directory
+        plist.parent.mkdir(parents=True, exist_ok=True)
+        written: tuple[Path, ...] = (atomic_write(plist, data, mode=0o644),)
+        if enable:
+            where = launchd.load(plist, uid)
+            notes.append(f"loaded into launchd's {where} domain")
+        else:
+            notes.append(f"not loaded: run `launchctl bootstrap gui/{uid} {plist}`")
+        notes.extend(_remove_others(paths, "launchd", uid))
+        return TimerResult("launchd", every, enable, written, None, tuple(notes))
     if chosen == "systemd":
         if not reachable and enable:
             raise _no_manager()
-        units = render_units(exe, every, env)
+        units = render_units(exe, every, carried)
         ensure_private_dir(paths.systemd_user_dir)
         written = tuple(atomic_write(paths.systemd_user_dir / name, text.encode(), mode=0o644)
                         for name, text in units.items())
@@ -416,13 +570,9 @@ def install(paths: Paths, *, method: str | None, every: int, enable: bool, exe: 
             _systemctl("enable", "--now", TIMER)
         else:
             notes.append(f"not enabled: run `systemctl --user daemon-reload && systemctl --user enable --now {TIMER}`")
-        # One scheduler is enough: a cron line from an earlier install would refresh twice as often.
-        if crontab_available():
-            with contextlib.suppress(EnvironmentProblem):
-                if _remove_cron().removed:
-                    notes.append("removed the earlier pgiam crontab line")
+        notes.extend(_remove_others(paths, "systemd", uid))
         return TimerResult("systemd", every, enable, written, None, tuple(notes))
-    line = render_cron_line(exe, every, env)
+    line = render_cron_line(exe, every, carried)
     if not enable:
         notes.append("not installed (--no-enable): add the line with `crontab -e` to run it")
         return TimerResult("cron", every, False, (), line, tuple(notes))
@@ -430,17 +580,16 @@ def install(paths: Paths, *, method: str | None, every: int, enable: bool, exe: 
     merged = merge_crontab(current, line)
     if merged != current:
         save_crontab(merged)
-    if any(p.exists() for p in _unit_paths(paths)):
-        notes.extend(_remove_units(paths).notes)
-        notes.append("removed the earlier pgiam systemd timer")
+    notes.extend(_remove_others(paths, "cron", uid))
     notes.append("cron does not catch up after a suspend; the prompt hook (`pgiam hook`) covers the gap")
     return TimerResult("cron", every, True, (), line, tuple(notes))
 
 
-def remove(paths: Paths, method: str | None = None) -> RemoveResult:
-    """Remove what install() set up: both kinds unless `method` names one."""
+def remove(paths: Paths, method: str | None = None, uid: int | None = None) -> RemoveResult:
+    """Remove what install() set up: every kind unless `method` names one."""
     if method not in (None, *METHODS):
-        raise UsageError(f"unknown timer method {method!r}", "use --systemd or --cron")
+        raise UsageError(f"unknown timer method {method!r}", "use --systemd, --cron or --launchd")
+    uid = os.getuid() if uid is None else uid
     removed: list[str] = []
     notes: list[str] = []
     if method in (None, "systemd"):
@@ -450,11 +599,78 @@ def remove(paths: Paths, method: str | None = None) -> RemoveResult:
     # Without a crontab program there is no pgiam line to remove, unless cron was asked for.
     if method == "cron" or (method is None and crontab_available()):
         removed += _remove_cron().removed
+    if method in (None, "launchd"):
+        result = _remove_launchd(paths, uid)
+        removed += result.removed
+        notes += result.notes
     return RemoveResult(tuple(removed), tuple(notes))
 
 
-def status(paths: Paths) -> dict[str, object]:
-    """What is installed: unit files, their systemctl state when reachable, the crontab line."""
+# ---------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class SystemdStatus:
+    units: dict[str, bool]  # unit file name -> present
+    manager_reachable: bool
+    enabled: str | None  # `systemctl --user is-enabled` answer; None when the manager is not reachable
+    active: str | None
+
+
+@dataclass(frozen=True)
+class CronStatus:
+    available: bool  # a crontab program is on PATH
+    line: str | None  # pgiam's line, without its newline
+    error: str | None = None  # why the crontab could not be read
+
+
+@dataclass(frozen=True)
+class LaunchdStatus:
+    plist: str  # where pgiam's LaunchAgent lives
+    installed: bool  # the plist exists
+    launchctl: bool  # a launchctl program is on PATH
+    loaded: str | None  # the domain it is loaded in (gui/UID, user/UID), None when not loaded or unknown
+    every: int | None  # the plist's interval in seconds
+    error: str | None = None  # why the plist could not be read
+
+
+@dataclass(frozen=True)
+class TimerStatus:
+    """`pgiam timer status`: every kind of timer pgiam may have installed."""
+
+    systemd: SystemdStatus
+    cron: CronStatus
+    launchd: LaunchdStatus
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from pgiam.reports import envelope
+
+        return envelope("timer status", timer={"systemd": asdict(self.systemd), "cron": asdict(self.cron),
+                                               "launchd": asdict(self.launchd)})
+
+
+def _launchd_status(paths: Paths, uid: int) -> LaunchdStatus:
+    plist = launchd.plist_path(paths)
+    has_launchctl = launchd.available()
+    loaded = launchd.loaded_in(uid) if has_launchctl else None
+    every: int | None = None
+    error: str | None = None
+    installed = plist.exists()
+    if installed:
+        try:
+            every = launchd.parse_plist(plist.read_bytes()).every
+        except UsageError as err:
+            error = f"{plist}: {err.message}"
+        except OSError as err:
+            error = f"cannot read {plist}: {err.strerror}"
+    return LaunchdStatus(str(plist), installed, has_launchctl, loaded, every, error)
+
+
+def status(paths: Paths, uid: int | None = None) -> TimerStatus:
+    """What is installed: unit files and their systemctl state, the crontab line, the LaunchAgent."""
+    uid = os.getuid() if uid is None else uid
     units = {name: (paths.systemd_user_dir / name).exists() for name in (SERVICE, TIMER)}
     reachable = systemd_reachable()
     enabled = active = None
@@ -466,13 +682,13 @@ def status(paths: Paths) -> dict[str, object]:
                 enabled = answer or None
             else:
                 active = answer or None
-    cron: dict[str, object] = {"available": crontab_available(), "line": None}
-    if cron["available"]:
+    available = crontab_available()
+    line: str | None = None
+    error: str | None = None
+    if available:
         try:
-            cron["line"] = next((line.rstrip("\n") for line in _split(load_crontab()) if _is_ours(line)), None)
+            line = next((ln.rstrip("\n") for ln in _split(load_crontab()) if _is_ours(ln)), None)
         except EnvironmentProblem as err:
-            cron["error"] = err.message
-    return {
-        "systemd": {"units": units, "manager_reachable": reachable, "enabled": enabled, "active": active},
-        "cron": cron,
-    }
+            error = err.message
+    return TimerStatus(SystemdStatus(units, reachable, enabled, active), CronStatus(available, line, error),
+                       _launchd_status(paths, uid))

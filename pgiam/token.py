@@ -1,17 +1,24 @@
-"""Mint RDS IAM auth tokens; the only importer of botocore, and only when a token is due.
+"""Mint RDS IAM auth tokens; the only importer of botocore (with pgiam.awscreds), and only when a token is due.
 
 The token is exactly what `aws rds generate-db-auth-token` prints: botocore's own
-`generate_db_auth_token`, signed through botocore's credential chain
-(environment, shared files, SSO, assume-role, credential_process, metadata).
+`generate_db_auth_token`, signed through botocore's credential chain (environment, shared files, SSO,
+assume-role, credential_process, metadata), resolved as pgiam.awscreds sets it up. Every failure
+becomes a PgiamError through pgiam.awserrors.classify.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from pgiam.config import TOKEN_LIFETIME, Service
-from pgiam.errors import AuthError, ConfigError
+from pgiam.errors import AuthError, PgiamError
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+    from botocore.session import Session
 
 
 @dataclass(frozen=True)
@@ -19,81 +26,93 @@ class Minted:
     token: str
     minted_at: float
     expires_at: float  # min(minted + 900 s, expiry of the temporary credentials that signed it)
+    profile: str | None = None  # the AWS profile that signed (None: botocore's default chain)
+    method: str = ""  # botocore's credential provider: env, sso, assume-role, custom-process, ...
 
     def __repr__(self) -> str:  # never show the token, not even in a traceback's locals
-        return f"Minted(token=<{len(self.token)} chars>, minted_at={self.minted_at}, expires_at={self.expires_at})"
+        return (f"Minted(token=<{len(self.token)} chars>, minted_at={self.minted_at}, "
+                f"expires_at={self.expires_at}, profile={self.profile!r}, method={self.method!r})")
 
 
-def _profile_label(svc: Service) -> str:
-    import os
-
-    return svc.profile or os.environ.get("AWS_PROFILE") or "default"
-
-
-_SESSIONS: dict[tuple[str | None, str | None], object] = {}
+_SessionKey = tuple[str | None, str, str | None]
+# One botocore session per (profile, region, credentials file) per process: 100 services cost about one.
+# A network failure takes the session's place for the rest of the process: 20 services behind one
+# unreachable endpoint fail in one timeout, not twenty.
+_SESSIONS: dict[_SessionKey, Session | PgiamError] = {}
 
 
-def _session(svc: Service):  # -> botocore.session.Session
-    """One botocore session per (profile, credentials file) per process: 100 services cost about one."""
-    key = (svc.profile, svc.aws_credentials_file)
+def _session(svc: Service) -> Session:
+    from pgiam import awscreds
+
+    key = (svc.profile, svc.region, svc.aws_credentials_file)
     if key not in _SESSIONS:
-        _SESSIONS[key] = _new_session(svc)
-    return _SESSIONS[key]
+        _SESSIONS[key] = awscreds.new_session(svc.profile, svc.region, svc.aws_credentials_file)
+    got = _SESSIONS[key]
+    if isinstance(got, PgiamError):
+        raise got
+    return got
 
 
-def _new_session(svc: Service):  # -> botocore.session.Session
-    import botocore.credentials
-    import botocore.session
+def _context(svc: Service, session: Session | None, retry: str | None) -> Any:
+    """What awserrors needs for a message and a hint that fits this profile."""
+    from pgiam import awscreds, awserrors
 
-    session = botocore.session.Session(profile=svc.profile)
-    if svc.aws_credentials_file:
-        # The sandbox signs with its own static key pair: use botocore's shared-file provider alone,
-        # so the user's AWS environment can neither leak into nor break the sandbox.
-        provider = botocore.credentials.SharedCredentialProvider(
-            creds_filename=svc.aws_credentials_file, profile_name=svc.profile or "default"
-        )
-        session.register_component("credential_provider", botocore.credentials.CredentialResolver([provider]))
-    return session
+    label = svc.profile or os.environ.get("AWS_PROFILE") or "default"
+    if session is not None:
+        config_file, creds_file = awscreds.files(session)
+        profiles = awscreds.profiles(session)
+    else:
+        config_file = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+        creds_file = os.path.expanduser(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials")
+        profiles = {}
+    env_keys = svc.profile is None and bool(os.environ.get("AWS_ACCESS_KEY_ID"))
+    return awserrors.Context(
+        service=svc.name, source=awserrors.source_of(profiles, label, env_keys), config_file=config_file,
+        credentials_file=creds_file, retry=retry or f"`pgiam refresh {svc.name}`", timeout=awscreds.TIMEOUT_TEXT)
 
 
-def mint(svc: Service) -> Minted:
-    """A fresh token for `svc`, with its effective expiry; credential problems become AuthError."""
-    import botocore.exceptions as bx
+def mint(svc: Service, retry: str | None = None) -> Minted:
+    """A fresh token for `svc`, with its effective expiry; every failure becomes a PgiamError (exit 3, 4 or 8).
 
-    profile = _profile_label(svc)
-    sso_hint = f"run `aws sso login --profile {profile}` (or refresh the credentials of profile {profile}), then `pgiam refresh {svc.name}`"
+    retry: the command a hint tells the user to run once the cause is fixed (default `pgiam refresh NAME`).
+    """
+    from pgiam import awscreds, awserrors
+    from pgiam.errors import NetworkError
+
+    key = (svc.profile, svc.region, svc.aws_credentials_file)
+    session: Session | None = None
     try:
         session = _session(svc)
-        creds = session.get_credentials()
-        if creds is None:
-            raise AuthError(
-                f"{svc.name}: no AWS credentials found (profile {profile})",
-                f"configure them with `aws configure --profile {profile}` or `aws configure sso`, "
-                f"or pick a profile with `pgiam add {svc.name} --replace --profile NAME ...`",
-            )
-        frozen = creds.get_frozen_credentials()  # refreshes SSO / assume-role credentials when needed
-        expiry = getattr(creds, "_expiry_time", None)
-        token, minted = _sign(session, creds, svc)
-    except bx.ProfileNotFound:
-        raise ConfigError(
-            f"{svc.name}: AWS profile {profile!r} not found",
-            "check `aws configure list-profiles`, then fix the profile with `pgiam add --replace`",
-        ) from None
-    except (bx.SSOError, bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.TokenRetrievalError) as err:
-        raise AuthError(f"{svc.name}: AWS SSO session for profile {profile} is missing or expired ({type(err).__name__})", sso_hint) from None
-    except bx.NoCredentialsError:
-        raise AuthError(f"{svc.name}: no AWS credentials found (profile {profile})", f"run `aws configure --profile {profile}` or `aws sso login --profile {profile}`") from None
-    except (bx.BotoCoreError, bx.ClientError) as err:
-        raise AuthError(f"{svc.name}: could not get AWS credentials for profile {profile}: {type(err).__name__}: {err}", sso_hint) from None
-    del frozen
+        resolved = awscreds.resolve(session)
+        if resolved is not None:
+            token, minted = _sign(session, resolved.credentials, svc)
+    except PgiamError:
+        raise
+    except Exception as err:  # noqa: BLE001 - botocore and credential helpers raise anything; classify sorts it
+        if session is None:
+            _SESSIONS.pop(key, None)
+        classified = awserrors.classify(err, _context(svc, session, retry))
+        if isinstance(classified, NetworkError):
+            _SESSIONS[key] = classified
+        raise classified from None
+    if resolved is None:
+        ctx = _context(svc, session, retry)
+        raise AuthError(f"{svc.name}: no AWS credentials found (profile {ctx.source.profile})",
+                        f"configure them with `aws configure --profile {ctx.source.profile}` or `aws configure sso`, "
+                        f"or use a profile that has them (--profile NAME), then {ctx.retry}")
     expires = minted + TOKEN_LIFETIME
-    if expiry is not None:
-        expires = min(expires, expiry.timestamp())
-    return Minted(token=token, minted_at=minted, expires_at=expires)
+    if resolved.expiry is not None:
+        expires = min(expires, resolved.expiry)
+    profile = svc.profile or (awscreds.profile_name(session) if resolved.method != "env" else None)
+    return Minted(token=token, minted_at=minted, expires_at=expires, profile=profile, method=resolved.method)
 
 
-def _sign(session, creds, svc: Service) -> tuple[str, float]:
+def _sign(session: Session, creds: Credentials, svc: Service) -> tuple[str, float]:
     """botocore's own generate_db_auth_token, without loading the RDS service model."""
+    from pgiam import dsql
+
+    if dsql.is_dsql_host(svc.host):  # Aurora DSQL signs differently (no port, no user): pgiam.dsql
+        return dsql.sign(session, creds, svc)
     import botocore.auth
     import botocore.signers
     from botocore.model import ServiceId
@@ -101,15 +120,15 @@ def _sign(session, creds, svc: Service) -> tuple[str, float]:
     signer = botocore.signers.RequestSigner(
         ServiceId("rds"), svc.region, "rds-db", "v4", creds, session.get_component("event_emitter")
     )
-    client_like = SimpleNamespace(_request_signer=signer, meta=SimpleNamespace(region_name=svc.region))
-    minted = botocore.auth.get_current_datetime()
-    token = botocore.signers.generate_db_auth_token(client_like, svc.host, svc.port, svc.user, Region=svc.region)
+    client_like: Any = SimpleNamespace(_request_signer=signer, meta=SimpleNamespace(region_name=svc.region))
+    clock: Any = getattr(botocore.auth, "get_current_datetime")  # untyped in botocore-stubs
+    minted = clock()
+    token = str(botocore.signers.generate_db_auth_token(client_like, svc.host, svc.port, svc.user, Region=svc.region))
     # botocore signs at one-second resolution with the clock read just before; take that instant.
     return token, _epoch(minted)
 
 
-def _epoch(dt) -> float:
+def _epoch(dt: Any) -> float:
     import calendar
 
     return float(calendar.timegm(dt.utctimetuple()))
-

@@ -7,7 +7,8 @@ from types import ModuleType
 
 
 def modules() -> list[ModuleType]:
-    from pgiam.commands import add, certs, hook, list_, refresh, remove, sandbox, status, timer, token
-    from pgiam.commands import env, url
+    from pgiam.commands import add, certs, completion, hook, list_, refresh, remove, run, sandbox, status, timer, token
+    from pgiam.commands import discover, doctor, env, uninstall, url
 
-    return [add, remove, list_, status, refresh, token, env, url, sandbox, hook, timer, certs]
+    return [add, remove, list_, status, refresh, token, env, url, run, sandbox, hook, timer, certs, discover, doctor,
+            completion, uninstall]

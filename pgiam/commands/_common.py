@@ -48,7 +48,7 @@ def actions(p: argparse.ArgumentParser) -> Subparsers:
     """A required ACTION level under `p` (sandbox, timer, certs)."""
     s = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
     s.required = True
-    return s  # type: ignore[return-value]
+    return s
 
 
 def exe() -> list[str]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import time
 
 from pgiam.commands._common import Out, Subparsers, command
+from pgiam.config import Service
 from pgiam.errors import ExitCode
 from pgiam.paths import Paths
 
@@ -17,7 +20,7 @@ examples:
   pgiam add prod --host db.cluster-abc.us-west-2.rds.amazonaws.com --user alice --via 127.0.0.1:15432
   pgiam add prod --replace --host ... --user alice --profile prod-sso""")
     a.add_argument("name", metavar="NAME", help="service name for `psql service=NAME`")
-    a.add_argument("--host", required=True, help="the endpoint's DNS name (cluster, instance or proxy endpoint)")
+    a.add_argument("--host", required=True, help="the endpoint's DNS name (cluster, instance, proxy or DSQL endpoint; a CNAME is followed to it)")
     a.add_argument("--port", default="5432", help="the endpoint's port (default 5432)")
     a.add_argument("--user", required=True, help="database user (granted rds_iam)")
     a.add_argument("--dbname", help="database name (default: libpq's, the user name)")
@@ -39,14 +42,31 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         profile=args.profile, via=args.via, sslrootcert=args.sslrootcert, require_auth=args.require_auth,
     )
     current = load_config(paths.config_file)
-    svc = services.build(paths, a, current)
-    services.check_conflicts(paths, current, svc, args.replace)  # before any download
     notices: list[str] = []
+    svc = services.build(paths, a, current, notices)  # a CNAME host becomes its AWS name, said in notices
+    services.check_conflicts(paths, current, svc, args.replace)  # before any download
     svc = services.with_tls_defaults(paths, svc, notices)
+    signed: list[token.Minted] = []
+
+    def mint(s: Service) -> token.Minted:
+        # [defaults] profile signs when no profile was given, as it will at every refresh; a failed add
+        # saves nothing, so its hint must not say `pgiam refresh NAME`.
+        m = token.mint(dataclasses.replace(s, profile=s.profile or current.defaults.profile),
+                       retry="run the same `pgiam add` again")
+        signed.append(m)
+        return m
+
     result = services.add(paths, svc, explicit_region=bool(args.region), now=time.time(),
-                          mint=None if args.no_refresh else token.mint, replace=args.replace)
+                          mint=None if args.no_refresh else mint, replace=args.replace)
     for n in notices + result.notices:
         out.note(n)
+    env_keys = signed[0].method == "env" if signed else (
+        not (svc.profile or current.defaults.profile) and bool(os.environ.get("AWS_ACCESS_KEY_ID")))
+    if env_keys:
+        out.note(f"{svc.name} is signed with keys from AWS_ACCESS_KEY_ID: timers, cron and other shells do not "
+                 "have them, so their refreshes will fail")
+        print(f"hint: put the keys in a profile (`aws configure --profile NAME`, or use SSO: `aws configure sso`), "
+              f"then `pgiam add {svc.name} --replace --profile NAME ...`", file=out.stderr)
     via = f" via {svc.via}" if svc.via else ""
     out.print(f"added {svc.name}: {svc.user}@{svc.host}:{svc.port}{via}, sslmode=verify-full")
     if args.no_refresh:

@@ -5,13 +5,18 @@ the CA and server certificate, ldapd's config and log, sandbox.json). The cluste
 unix socket, server log) lives in a directory the server's account owns: the sandbox dir when pgiam
 runs as a normal user, a postgres-owned 0700 directory under the temp dir when it runs as root
 (PostgreSQL refuses to run as root, and the postgres account cannot enter a 0700 state dir).
+
+As root that directory is a fresh one from mkdtemp (an unpredictable name no other user can have
+prepared), recorded in the sandbox dir; the postmaster's pid is recorded there too, when pgiam has
+just started it, and only a process whose command line names this cluster's data directory is ever
+signalled. The server and the token checker start with a minimal environment: none of the caller's
+AWS_* credentials (or anything else) reaches processes another account can inspect in /proc.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
 import json
 import os
 import pwd
@@ -34,6 +39,7 @@ from pgiam.fileio import atomic_write, ensure_private_dir, locked
 from pgiam.paths import Paths
 
 ENDPOINT_HOST = "sandbox.cluster-pgiam.us-east-1.rds.amazonaws.com"
+DSQL_HOST = "pgiamsandbox.dsql.us-east-1.on.aws"  # the sandbox also plays an Aurora DSQL endpoint
 ENDPOINT_PORT = 5432  # what tokens are signed for, whatever local port the server listens on
 REGION = "us-east-1"
 DEFAULT_ROLE = "pgiam_sandbox"
@@ -85,9 +91,13 @@ class _Layout:
     def of(cls, paths: Paths) -> "_Layout":
         sandbox = Path(os.path.abspath(paths.sandbox_dir))
         if os.geteuid() == 0:
-            # Named after the state dir so two HOMEs (two test runs) never share a cluster.
-            digest = hashlib.sha256(str(sandbox).encode()).hexdigest()[:16]
-            cluster = _searchable_temp_dir() / f"pgiam-sandbox-{digest}"
+            # The directory mkdtemp made for the running cluster, as recorded in the private sandbox dir;
+            # none yet: a path inside the sandbox dir that does not exist (nothing to stop or remove).
+            try:
+                recorded = (sandbox / "cluster-dir").read_text().strip()
+            except OSError:
+                recorded = ""
+            cluster = Path(recorded) if os.path.isabs(recorded) else sandbox / "no-cluster"
         else:
             cluster = sandbox / "cluster"
         return cls(sandbox, cluster)
@@ -105,6 +115,8 @@ class _Layout:
     ldapd_log = property(lambda self: self.sandbox / "ldapd.log")
     ldapd_stderr = property(lambda self: self.sandbox / "ldapd.stderr")
     lock = property(lambda self: self.sandbox / "lock")
+    cluster_record = property(lambda self: self.sandbox / "cluster-dir")
+    postgres_pid = property(lambda self: self.sandbox / "postgres.pid")  # written by pgiam, not the server
     data = property(lambda self: self.cluster / "data")
     sock = property(lambda self: self.cluster / "sock")
     server_log = property(lambda self: self.cluster / "server.log")
@@ -183,13 +195,9 @@ class _Runner:
 
     def run(self, argv: Sequence[str], *, input: str | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Run argv (never with a secret in it) and capture its output through a file, not a pipe."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env.update(HOME=str(self.home), LC_ALL="C", LANG="C")
+        env = minimal_env(HOME=str(self.home))
         # Output goes to a temp file: `pg_ctl start` leaves a postmaster behind that could hold a pipe open.
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out:
-            kwargs: dict[str, object] = {}
-            if self.uid is not None:
-                kwargs = {"user": self.uid, "group": self.gid, "extra_groups": []}
             try:
                 proc = subprocess.run(
                     list(argv),
@@ -201,7 +209,9 @@ class _Runner:
                     env=env,
                     cwd=str(self.home),
                     timeout=timeout,
-                    **kwargs,  # type: ignore[arg-type]
+                    user=self.uid,
+                    group=self.gid,
+                    extra_groups=[] if self.uid is not None else None,
                 )
             except subprocess.TimeoutExpired:
                 raise EnvironmentProblem(
@@ -212,6 +222,14 @@ class _Runner:
 
 
 # ---- small helpers ----
+
+
+def minimal_env(**extra: str) -> dict[str, str]:
+    """The whole environment of the sandbox's children: PATH and a C locale, nothing of the caller's
+    (no AWS_* secrets, no PG* settings); another account can read a process's environment in /proc."""
+    env = {"PATH": os.environ.get("PATH") or os.defpath, "LC_ALL": "C", "LANG": "C"}
+    env.update(extra)
+    return env
 
 
 def _alive(pid: int | None) -> bool:
@@ -239,7 +257,27 @@ def _read_int(path: Path) -> int | None:
 
 
 def _postmaster_pid(layout: _Layout) -> int | None:
-    return _read_int(layout.data / "postmaster.pid")
+    """The postmaster pid pgiam recorded when it started the server, if that process still is this
+    cluster's postmaster (pid reuse, or a pid file planted by someone else, names another process)."""
+    pid = _read_int(layout.postgres_pid)
+    return pid if pid and _is_postmaster(pid, layout) else None
+
+
+def _is_postmaster(pid: int, layout: _Layout) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return _alive(pid) and not Path("/proc/self").exists()  # no /proc (macOS): trust pgiam's own record
+    return str(layout.data).encode() in cmdline
+
+
+def _record_postmaster(layout: _Layout) -> None:
+    """Right after `pg_ctl start -w`, note the postmaster's pid in pgiam's private sandbox dir."""
+    pid = _read_int(layout.data / "postmaster.pid")
+    if not pid or not _is_postmaster(pid, layout):
+        raise EnvironmentProblem(f"the sandbox PostgreSQL started but its pid file names no postmaster of {layout.data}",
+                                 f"see {layout.server_log}")
+    _write_private(layout.postgres_pid, f"{pid}\n".encode())
 
 
 def _is_ldapd(pid: int) -> bool:
@@ -321,9 +359,11 @@ def _openssl(argv: list[str], cwd: Path) -> None:
 
 
 def _make_certificates(layout: _Layout) -> None:
-    """A private CA and a server certificate for the endpoint name, unless both already exist."""
+    """A private CA and a server certificate for both endpoint names, unless both already exist."""
     if all(p.exists() for p in (layout.ca_crt, layout.ca_key, layout.server_crt, layout.server_key)):
-        return
+        if _names_dsql(layout.server_crt):
+            return
+        layout.ca_crt.unlink()  # made before the sandbox played DSQL: make both again
     d = layout.sandbox
     for key in (layout.ca_key, layout.server_key):
         # Born 0600 before openssl writes the private key into it (openssl truncates, keeping the mode).
@@ -343,7 +383,8 @@ def _make_certificates(layout: _Layout) -> None:
     )
     ext = d / "server.ext"
     ext.write_text(
-        f"subjectAltName=DNS:{ENDPOINT_HOST}\nbasicConstraints=CA:FALSE\n"
+        # IP:127.0.0.1 too: clients without libpq's hostaddr (pgbouncer) dial the address and check it.
+        f"subjectAltName=DNS:{ENDPOINT_HOST},DNS:{DSQL_HOST},IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     _openssl(
@@ -354,6 +395,18 @@ def _make_certificates(layout: _Layout) -> None:
     for leftover in (d / "server.csr", ext):
         leftover.unlink(missing_ok=True)
     os.chmod(layout.ca_crt, 0o644)
+
+
+def _names_dsql(cert: Path) -> bool:
+    """Does the server certificate name the DSQL endpoint and 127.0.0.1 too (else it is made again)?"""
+    import ssl
+
+    try:
+        decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]
+    except (OSError, ssl.SSLError, AttributeError):
+        return False
+    sans = decoded.get("subjectAltName", ())
+    return ("DNS", DSQL_HOST) in sans and ("IP Address", "127.0.0.1") in sans
 
 
 # ---- ldapd ----
@@ -370,15 +423,15 @@ def _start_ldapd(layout: _Layout, access: str, secret: str) -> int:
         "region": REGION,
         "endpoint_host": ENDPOINT_HOST,
         "endpoint_port": ENDPOINT_PORT,
+        "dsql_host": DSQL_HOST,
         "log_file": str(layout.ldapd_log),
         "pid_file": str(layout.ldapd_pid),
         "port_file": str(layout.ldapd_port),
     }
     # The secret key travels in this 0600 file, never in argv or the environment.
     _write_private(layout.ldapd_conf, json.dumps(config).encode())
-    env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])  # so `-m pgiam...` works from a checkout too
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env = minimal_env(PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
     err_fd = os.open(layout.ldapd_stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     with open(err_fd, "ab") as err:
         proc = subprocess.Popen(
@@ -430,15 +483,26 @@ def _stop_ldapd(layout: _Layout) -> bool:
 # ---- the cluster ----
 
 
-def _make_cluster_dir(layout: _Layout, runner: _Runner) -> None:
-    """Create the cluster directory, owned by the server account, 0700; refuse a foreign one."""
-    if layout.cluster.is_symlink() or (layout.cluster.exists() and not layout.cluster.is_dir()):
-        raise EnvironmentProblem(f"{layout.cluster} is not a directory pgiam made", f"remove {layout.cluster}")
-    if layout.cluster.exists():
-        shutil.rmtree(layout.cluster)  # leftovers of a crashed sandbox
-    layout.cluster.mkdir(mode=0o700)
+def _make_cluster_dir(layout: _Layout) -> tuple[_Layout, _Runner]:
+    """Create the cluster directory, owned by the server account, 0700; return the layout and runner for it.
+
+    As root: a fresh mkdtemp directory under a temp dir the server account can enter, recorded in the
+    sandbox dir (never a predictable name another user could have prepared). Else the sandbox dir's
+    `cluster`, which only this user can reach."""
+    if os.geteuid() == 0:
+        cluster = Path(tempfile.mkdtemp(prefix="pgiam-sandbox-", dir=_searchable_temp_dir()))
+        _write_private(layout.cluster_record, f"{cluster}\n".encode())
+        layout = _Layout(layout.sandbox, cluster)
+    else:
+        if layout.cluster.is_symlink() or (layout.cluster.exists() and not layout.cluster.is_dir()):
+            raise EnvironmentProblem(f"{layout.cluster} is not a directory pgiam made", f"remove {layout.cluster}")
+        if layout.cluster.exists():
+            shutil.rmtree(layout.cluster)  # leftovers of a crashed sandbox
+        layout.cluster.mkdir(mode=0o700)
     os.chmod(layout.cluster, 0o700)
+    runner = _Runner.current(layout.cluster)
     runner.chown(layout.cluster)
+    return layout, runner
 
 
 def _hba(ldap_port: int) -> str:
@@ -497,9 +561,10 @@ def _create_roles(layout: _Layout, runner: _Runner, bins: dict[str, Path], port:
 
 def _load_state(layout: _Layout) -> dict[str, object] | None:
     try:
-        return json.loads(layout.info.read_text())
+        raw = json.loads(layout.info.read_text())
     except (OSError, ValueError):
         return None
+    return raw if isinstance(raw, dict) else None
 
 
 def _healthy(layout: _Layout, runner: _Runner, bins: dict[str, Path]) -> dict[str, object] | None:
@@ -547,8 +612,8 @@ def up(paths: Paths, port: int | None = None, roles: Sequence[str] = ()) -> Sand
         access, secret = _load_or_make_keys(layout)
         _write_credentials(layout, access, secret)
         _make_certificates(layout)
-        _make_cluster_dir(layout, runner)
         try:
+            layout, runner = _make_cluster_dir(layout)
             init = runner.run(
                 [str(bins["initdb"]), "-D", str(layout.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                  "--locale=C", "--no-sync"],
@@ -578,6 +643,7 @@ def up(paths: Paths, port: int | None = None, roles: Sequence[str] = ()) -> Sand
                     f"the sandbox PostgreSQL did not start (port {local_port}):\n{_tail(layout.server_log)}",
                     f"see {layout.server_log}" + ("; is the port in use?" if port else ""),
                 )
+            _record_postmaster(layout)
             info = SandboxInfo(
                 endpoint_host=ENDPOINT_HOST,
                 endpoint_port=ENDPOINT_PORT,
@@ -626,7 +692,7 @@ def _teardown(layout: _Layout, runner: _Runner, bins: dict[str, Path] | None) ->
                 stopped = runner.run(
                     [str(bins["pg_ctl"]), "-D", str(layout.data), "-m", "fast", "-w", "-t", "20", "stop"], timeout=30
                 ).returncode == 0
-        if not stopped and _alive(pm):
+        if not stopped and _alive(pm) and _is_postmaster(pm, layout):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pm, signal.SIGQUIT)  # PostgreSQL's "immediate shutdown"
             deadline = time.monotonic() + 10
@@ -635,7 +701,8 @@ def _teardown(layout: _Layout, runner: _Runner, bins: dict[str, Path] | None) ->
     running = _stop_ldapd(layout) or running
     if layout.cluster.is_dir() and not layout.cluster.is_symlink():
         shutil.rmtree(layout.cluster, ignore_errors=True)
-    layout.info.unlink(missing_ok=True)
+    for path in (layout.info, layout.postgres_pid, layout.cluster_record):
+        path.unlink(missing_ok=True)
     return running
 
 
@@ -657,7 +724,8 @@ def status(paths: Paths) -> dict[str, object]:
     """What runs where: pids and whether they are alive, ports, endpoint, logs. Creates nothing."""
     layout = _Layout.of(paths)
     state = _load_state(layout) or {}
-    info = state.get("info") or {}
+    raw_info = state.get("info")
+    info: dict[str, object] = raw_info if isinstance(raw_info, dict) else {}
     pg_pid = _postmaster_pid(layout)
     ldapd_pid = _read_int(layout.ldapd_pid)
     pg_alive, ldapd_alive = _alive(pg_pid), bool(ldapd_pid and _alive(ldapd_pid) and _is_ldapd(ldapd_pid))
@@ -668,9 +736,10 @@ def status(paths: Paths) -> dict[str, object]:
         "ldapd_pid": ldapd_pid,
         "ldapd_alive": ldapd_alive,
         "ldapd_port": state.get("ldapd_port"),
-        "local_port": info.get("local_port"),  # type: ignore[union-attr]
+        "local_port": info.get("local_port"),
         "endpoint": f"{ENDPOINT_HOST}:{ENDPOINT_PORT}",
-        "role": info.get("role"),  # type: ignore[union-attr]
+        "dsql_endpoint": f"{DSQL_HOST}:{ENDPOINT_PORT}",
+        "role": info.get("role"),
         "ca_file": str(layout.ca_crt),
         "aws_credentials_file": str(layout.credentials),
         "aws_profile": AWS_PROFILE,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgiam.sandbox.sigv4check import check_token
+from pgiam.sandbox.sigv4check import check_dsql_token, check_token
 
 SUCCESS = 0
 PROTOCOL_ERROR = 2
@@ -200,12 +200,16 @@ class Config:
     port_file: Path | None = None  # where the bound port is written once listening (port 0: any free one)
     dn_prefix: str = ""  # stripped from the bind DN to get the role (pg_hba's ldapprefix / ldapsuffix)
     dn_suffix: str = ""
+    dsql_host: str | None = None  # also play an Aurora DSQL endpoint: tokens without a port, scope dsql
 
     @classmethod
     def load(cls, path: Path) -> "Config":
         """Read the 0600 JSON config."""
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        opt = lambda key: Path(raw[key]) if raw.get(key) else None  # noqa: E731
+
+        def opt(key: str) -> Path | None:
+            return Path(raw[key]) if raw.get(key) else None
+
         return cls(
             port=int(raw["port"]),
             access_key=raw["access_key"],
@@ -218,6 +222,7 @@ class Config:
             port_file=opt("port_file"),
             dn_prefix=raw.get("dn_prefix", ""),
             dn_suffix=raw.get("dn_suffix", ""),
+            dsql_host=raw.get("dsql_host"),
         )
 
 
@@ -257,16 +262,20 @@ class Judge:
                 reason = "malformed token: not UTF-8"
             else:
                 c = self.config
-                reason = check_token(
-                    token,
-                    access_key=c.access_key,
-                    secret_key=c.secret_key,
-                    region=c.region,
-                    host=c.endpoint_host,
-                    port=c.endpoint_port,
-                    user=role,
-                    now=self.clock(),
-                )
+                if c.dsql_host and ":" not in token.partition("/?")[0]:  # no port: a DSQL token
+                    reason = check_dsql_token(token, access_key=c.access_key, secret_key=c.secret_key,
+                                              region=c.region, host=c.dsql_host, user=role, now=self.clock())
+                else:
+                    reason = check_token(
+                        token,
+                        access_key=c.access_key,
+                        secret_key=c.secret_key,
+                        region=c.region,
+                        host=c.endpoint_host,
+                        port=c.endpoint_port,
+                        user=role,
+                        now=self.clock(),
+                    )
         who = _printable(role if role is not None else dn)
         self.log(f"accepted user={who}" if reason is None else f"refused user={who}: {reason}")
         return reason

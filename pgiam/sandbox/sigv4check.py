@@ -1,4 +1,4 @@
-"""Verify an RDS IAM auth token (a presigned SigV4 URL) from the SigV4 specification alone.
+"""Verify an RDS or Aurora DSQL IAM auth token (a presigned SigV4 URL) from the SigV4 specification alone.
 
 This module deliberately does not import botocore: it is the independent judge
 that the tokens botocore mints are checked against.
@@ -15,6 +15,10 @@ from urllib.parse import quote, unquote
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "rds-db"
 MAX_EXPIRES = 900  # botocore hard-codes 900 s; RDS refuses anything longer
+DSQL_SERVICE = "dsql"
+DSQL_ADMIN = "admin"
+DSQL_ADMIN_ACTION, DSQL_ACTION = "DbConnectAdmin", "DbConnect"
+DSQL_MAX_EXPIRES = 604_800  # Aurora DSQL accepts tokens valid for up to one week
 CLOCK_SKEW = 300  # AWS refuses a request dated more than 5 minutes in the future
 # botocore's SigV4QueryAuth (the RDS presigner) does not override SigV4Auth.payload(): the URL is
 # https and payload signing is on, and the Action/DBUser body is moved into the query string before
@@ -83,27 +87,56 @@ def check_token(
     now: float,
 ) -> str | None:
     """None when `token` is a valid RDS IAM token for user@host:port, else a short refusal reason."""
-    # A token is `HOST:PORT/?query` (botocore strips the `https://`).
+    return _check(token, access_key=access_key, secret_key=secret_key, region=region, host=host, port=port,
+                  user=user, now=now, service=SERVICE, action="connect", max_expires=MAX_EXPIRES)
+
+
+def check_dsql_token(
+    token: str,
+    *,
+    access_key: str,
+    secret_key: str,
+    region: str,
+    host: str,
+    user: str,
+    now: float,
+) -> str | None:
+    """None when `token` is a valid Aurora DSQL token for `user` at `host`, else a short refusal reason.
+
+    A DSQL token (botocore `generate_db_connect[_admin]_auth_token`) signs `https://HOST/` with no port
+    and no user, signing name `dsql`; the role decides the action: DbConnectAdmin for `admin`,
+    DbConnect for every other role (Aurora DSQL user guide, "Generating an authentication token").
+    """
+    action = DSQL_ADMIN_ACTION if user == DSQL_ADMIN else DSQL_ACTION
+    return _check(token, access_key=access_key, secret_key=secret_key, region=region, host=host, port=None,
+                  user=None, now=now, service=DSQL_SERVICE, action=action, max_expires=DSQL_MAX_EXPIRES)
+
+
+def _check(token: str, *, access_key: str, secret_key: str, region: str, host: str, port: int | None,
+           user: str | None, now: float, service: str, action: str, max_expires: int) -> str | None:
+    """The SigV4 presigned-URL check shared by both token kinds; `port` and `user` are None for DSQL."""
+    # A token is `HOST[:PORT]/?query` (botocore strips the `https://`).
     authority, sep, query = token.partition("/?")
     if not sep or not query or "#" in query:
-        return "malformed token: not HOST:PORT/?query"
+        return "malformed token: not HOST:PORT/?query" if port is not None else "malformed token: not HOST/?query"
     try:
         params = _parse_query(query)
     except UnicodeDecodeError:
         params = None
     if params is None:
         return "malformed token: bad query string"
-    missing = [name for name in _REQUIRED if name not in params]
+    required = [n for n in _REQUIRED if user is not None or n != "DBUser"]
+    missing = [name for name in required if name not in params]
     if missing:
         return f"malformed token: missing {', '.join(missing)}"
-    extra = set(params) - set(_REQUIRED) - {"X-Amz-Security-Token"}
+    extra = set(params) - set(required) - {"X-Amz-Security-Token"}
     if extra:
         return "malformed token: unexpected query parameters"
 
     if params["X-Amz-Algorithm"] != ALGORITHM:
         return "unsupported signing algorithm"
-    if params["Action"] != "connect":
-        return "wrong action (expected connect)"
+    if params["Action"] != action:
+        return f"wrong action (expected {action})"
     if params["X-Amz-SignedHeaders"] != "host":
         return "signed headers must be exactly 'host'"
     cred = params["X-Amz-Credential"].split("/")
@@ -114,16 +147,19 @@ def check_token(
         return "signed with an unknown access key"
     if cred_region != region:
         return f"signed for region {cred_region!r}, expected {region!r}"
-    if cred_service != SERVICE:
-        return f"signed for service {cred_service!r}, expected {SERVICE!r}"
+    if cred_service != service:
+        return f"signed for service {cred_service!r}, expected {service!r}"
     if cred_term != "aws4_request":
         return "malformed credential scope terminator"
-    if authority.lower() != f"{host.lower()}:{port}":
+    if port is None:
+        if authority.lower() != host.lower():
+            return f"signed for host {authority!r}, expected {host!r} (without a port)"
+    elif authority.lower() != f"{host.lower()}:{port}":
         claimed_host, _, claimed_port = authority.rpartition(":")
         if claimed_host.lower() == host.lower():
             return f"signed for port {claimed_port}, expected {port}"
         return f"signed for host {claimed_host or authority!r}, expected {host!r}"
-    if params["DBUser"] != user:
+    if user is not None and params["DBUser"] != user:
         return "signed for another database user"
 
     amz_date = params["X-Amz-Date"]
@@ -134,8 +170,8 @@ def check_token(
         return "malformed X-Amz-Date or X-Amz-Expires"
     if amz_date[:8] != cred_date:
         return "credential scope date differs from X-Amz-Date"
-    if not 0 < expires <= MAX_EXPIRES:
-        return f"X-Amz-Expires {expires} outside 1..{MAX_EXPIRES}"
+    if not 0 < expires <= max_expires:
+        return f"X-Amz-Expires {expires} outside 1..{max_expires}"
     if signed_at > now + CLOCK_SKEW:
         return "token dated in the future"
     if now > signed_at + expires:
@@ -147,8 +183,9 @@ def check_token(
     canonical_query = "&".join(
         sorted(f"{_uri_encode(k)}={_uri_encode(v)}" for k, v in params.items() if k != "X-Amz-Signature")
     )
+    host_header = host.lower() if port is None else _host_header(host, port)
     canonical_request = "\n".join(
-        ["GET", "/", canonical_query, f"host:{_host_header(host, port)}", "", "host", EMPTY_PAYLOAD_HASH]
+        ["GET", "/", canonical_query, f"host:{host_header}", "", "host", EMPTY_PAYLOAD_HASH]
     )
     scope = f"{cred_date}/{cred_region}/{cred_service}/aws4_request"
     string_to_sign = "\n".join(

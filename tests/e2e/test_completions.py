@@ -162,8 +162,8 @@ def test_bash_offers_actions_partitions_and_files(env: dict[str, str], tmp_path:
     assert r[0] == ["up", "down", "status"] and r[1] == ["install", "remove", "status"] and r[2] == ["update", "status"]
     assert r[3] == ["aws", "aws-us-gov", "aws-cn"] and r[4] == ["aws-us-gov", "aws-cn"]
     assert r[5] == [str(ca)]
-    assert "--systemd" not in r[6] and "--every" in r[6]  # mutually exclusive in the parser
-    assert "5m" in r[7] and "60m" in r[7]
+    assert "--systemd" not in r[6] and "--launchd" not in r[6] and "--every" in r[6]  # exclusive in the parser
+    assert "4m" in r[7] and "60m" not in r[7]  # 7m at most: the renewal margin (<= 450 s) minus 30 s
 
 
 # ---------------------------------------------------------------- fish

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
@@ -66,10 +67,12 @@ def setup(tmp_path: Path) -> Setup:
         return "'" + str(p).replace("'", "'\\''") + "'"
 
     fake = root / "fake pgiam"
-    # Logs its start, sleeps ($FAKE_SLEEP), rewrites next-due 600 s ahead, then marks itself done.
+    # Logs its start, waits for its gate (a FIFO the test writes to, when $FAKE_GATE is set) or sleeps
+    # ($FAKE_SLEEP), rewrites next-due 600 s ahead, then marks itself done.
     fake.write_text(
         "#!/bin/sh\n"
         f"echo \"start $*\" >> {q(log)}\n"
+        "if [ -n \"${FAKE_GATE:-}\" ]; then read _ < \"$FAKE_GATE\"; fi\n"
         "sleep \"${FAKE_SLEEP:-0}\"\n"
         f"echo $(( $(date +%s) + 600 )) > {q(due)}\n"
         f"echo end >> {q(log)}\n"
@@ -128,7 +131,7 @@ def quote(shell: str, path: Path) -> str:
 
 
 def run(shell: str, setup: Setup, body: str, *, strace_to: Path | None = None,
-        fake_sleep: float = 0, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        fake_sleep: float = 0, gate: Path | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     """Run prelude + body in a non-interactive `shell`, optionally under strace."""
     exe = need(shell)
     script = setup.root / f"script.{shell}"
@@ -138,7 +141,7 @@ def run(shell: str, setup: Setup, body: str, *, strace_to: Path | None = None,
         argv = [need("strace"), "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork,openat",
                 "-o", str(strace_to), *argv]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(setup.root), "LC_ALL": "C.UTF-8",
-           "FAKE_SLEEP": str(fake_sleep), "TERM": "dumb"}
+           "FAKE_SLEEP": str(fake_sleep), "TERM": "dumb", "FAKE_GATE": str(gate or "")}
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, cwd=setup.root)
 
 
@@ -208,21 +211,43 @@ def test_missing_or_bad_next_due_spawns_nothing(shell: str, content: str, setup:
     assert setup.runs() == []
 
 
+def open_gate(gate: Path, timeout: float = 30) -> None:
+    """Let the fake pgiam go on: write to the FIFO it is blocked reading. Opening a FIFO for writing
+    without blocking fails (ENXIO) until a reader has it open: that is the event "the fake is waiting"."""
+    deadline = time.monotonic() + timeout  # a safety net for a hung test, not a bound on speed
+    while True:
+        try:
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as err:
+            if err.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_due_within_margin_refreshes_in_background(shell: str, setup: Setup) -> None:
-    """Due but not expired: one detached refresh; the prompt does not wait for it; no job noise."""
+    """Due but not expired: one detached refresh; the prompt does not wait for it; no job noise.
+
+    No wall-clock bound (issue 10): the fake refresh blocks on a FIFO until the test opens it, so the
+    shell can only have exited, and its output pipes closed, if it neither waited for the child nor
+    handed it the pipes (else subprocess.run times out)."""
+    gate = setup.root / "gate"
+    os.mkfifo(gate)
     setup.set_due(-10)
     body = install(shell, setup) + "sim 1\n" + IF_EXISTS[shell].format(f=quote(shell, setup.done), tag="DONE")
     body += "sim 20\n" + REPORT[shell]
-    began = time.monotonic()
-    proc = run(shell, setup, body, fake_sleep=2)
-    elapsed = time.monotonic() - began
+    proc = run(shell, setup, body, gate=gate)
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     assert value(proc.stdout, "DONE") == "no"
-    # The shell exited long before the fake finished: the child held neither the prompt nor its pipes.
-    assert elapsed < 1.8, elapsed
     assert value(proc.stdout, "MINE") == "21"
-    deadline = time.monotonic() + 10
+    assert not setup.done.exists(), "the refresh is still held at its gate"
+    open_gate(gate)
+    deadline = time.monotonic() + 30
     while not setup.done.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert setup.runs() == ["start refresh --if-needed --quiet", "end"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgiam import config, pgpass, servicefile
+from pgiam import block, config, pgpass, servicefile
 from pgiam.errors import UsageError
 from tests.reliability import libpq_ref
 
@@ -15,7 +15,8 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 LINES = st.sampled_from([
     "# comment", "[local]", "  [odd]  x", "host=h", "port= 5", "orphan", "connect_timeout=1", "#", "",
     "localhost:5432:*:me:s\\:ecret", "*:*:*:*:pw", "x" * 1100, "[broken", "\udcff\udcfe latin", "a\rb", "\x00nul",
-    "# BEGIN pgiam", "# END pgiam",
+    "# BEGIN pgiam", "# END pgiam", "# BEGIN pgiam tokens copied from my laptop", "# END pgiam (laptop)",
+    pgpass.BEGIN_LINE, pgpass.END_LINE, servicefile.BEGIN_LINE,
 ])
 EOL = st.sampled_from(["\n", "\r\n", ""])
 FOREIGN = st.lists(st.tuples(st.one_of(LINES, st.text(max_size=30)), EOL), max_size=12).map(
@@ -43,11 +44,16 @@ def b(s: str) -> bytes:
 @SETTINGS
 @given(text=FOREIGN, tokens=st.dictionaries(st.tuples(HOSTS, st.integers(1, 65535).map(str), USERS), TOKENS, max_size=4))
 def test_pgpass_merge(text: str, tokens: dict) -> None:
-    """Foreign bytes preserved, idempotent, and libpq (reference) reads back each token, whatever the text."""
+    """Foreign bytes preserved, idempotent, and libpq (reference) reads back each token, whatever the text.
+    Only the exact marker lines are pgiam's; a BEGIN line without its END line is refused (issue 11)."""
     toks = {pgpass.Key(*k): v for k, v in tokens.items()}
+    if _damaged(text, pgpass.BEGIN_LINE, pgpass.END_LINE):
+        with pytest.raises(block.Damaged):
+            pgpass.merge(text, toks)
+        return
     merged = pgpass.merge(text, toks)
     assert pgpass.foreign_text(merged) == pgpass.foreign_text(text)
-    if "# BEGIN pgiam" not in text:
+    if pgpass.BEGIN_LINE not in text:
         assert merged.endswith(text) and (not toks or merged != text)
     assert pgpass.merge(merged, toks) == merged
     assert pgpass.parse_tokens(merged) == toks
@@ -64,11 +70,13 @@ def test_servicefile_merge(text: str, entries: dict) -> None:
     """Foreign bytes preserved, idempotent, and libpq (reference) reads exactly our keys for each service."""
     es = [servicefile.Entry(n, [("host", h), ("port", "5432"), ("user", u), ("dbname", d), ("sslmode", "verify-full")])
           for n, (h, u, d) in sorted(entries.items())]
+    if _damaged(text, servicefile.BEGIN_LINE, servicefile.END_LINE):
+        with pytest.raises(block.Damaged):
+            servicefile.merge(text, es)
+        return
     merged = servicefile.merge(text, es)
-    from pgiam import block
-
-    assert block.split(merged, servicefile.BEGIN, servicefile.END).foreign == block.split(text, servicefile.BEGIN, servicefile.END).foreign
-    if "# BEGIN pgiam" not in text:
+    assert block_foreign(merged) == block_foreign(text)
+    if servicefile.BEGIN_LINE not in text:
         assert merged.endswith(text)
     assert servicefile.merge(merged, es) == merged
     assert servicefile.managed_names(merged) == [e.name for e in es]
@@ -79,15 +87,36 @@ def test_servicefile_merge(text: str, entries: dict) -> None:
 @SETTINGS
 @given(text=FOREIGN)
 def test_parsers_never_crash(text: str) -> None:
-    """Any text: the parsers return, and a merge with nothing of ours gives back the foreign text."""
-    pgpass.parse_tokens(text)
-    servicefile.managed_names(text)
-    servicefile.foreign_sections(text)
-    assert pgpass.merge(text, {}) == pgpass.foreign_text(text)
-    assert servicefile.merge(text, []) == block_foreign(text)
+    """Any text: the parsers return (or refuse a damaged block), and a merge with nothing of ours gives
+    back the foreign text."""
+    if _damaged(text, pgpass.BEGIN_LINE, pgpass.END_LINE):
+        with pytest.raises(block.Damaged):
+            pgpass.parse_tokens(text)
+    else:
+        pgpass.parse_tokens(text)
+        assert pgpass.merge(text, {}) == pgpass.foreign_text(text)
+    if _damaged(text, servicefile.BEGIN_LINE, servicefile.END_LINE):
+        with pytest.raises(block.Damaged):
+            servicefile.managed_names(text)
+    else:
+        servicefile.managed_names(text)
+        servicefile.foreign_sections(text)
+        assert servicefile.merge(text, []) == block_foreign(text)
 
 
 def block_foreign(text: str) -> str:
-    from pgiam import block
+    return block.split(text, servicefile.BEGIN_LINE, servicefile.END_LINE).foreign
 
-    return block.split(text, servicefile.BEGIN, servicefile.END).foreign
+
+def _damaged(text: str, begin: str, end: str) -> bool:
+    """An independent reading: is some exact BEGIN line not followed by its END line before the next BEGIN?"""
+    open_ = False
+    for raw in text.split("\n"):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if line == begin:
+            if open_:
+                return True
+            open_ = True
+        elif line == end:
+            open_ = False
+    return open_

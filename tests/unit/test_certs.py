@@ -161,7 +161,8 @@ def serve() -> Iterator[Callable[[tuple[Path, Path]], _Server]]:
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         httpd.routes, httpd.hits = {}, []
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        # shutdown() waits for serve_forever's next poll: 0.5 s by default, per server, per test (issue 10).
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         started.append(httpd)
         return httpd
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import botocore.auth
@@ -219,20 +223,32 @@ def test_missing_credentials_is_auth_error_with_hint(run_cli, ca_file: Path, mon
 
 
 def test_expired_sso_session_names_the_fix_and_keeps_other_services(run_cli, home: Path, ca_file: Path, monkeypatch) -> None:
-    """A failure for one service keeps its old line and doesn't stop the others (issue 2)."""
+    """A failure for one service doesn't stop the others: the good one gets its new token, the exit is
+    PARTIAL exactly, and the SSO one's error names `aws sso login --profile sso` (issues 2, 10)."""
     aws = home / ".aws"
     aws.mkdir()
     (aws / "config").write_text(
         "[profile sso]\nsso_session = s\nsso_account_id = 123456789012\nsso_role_name = r\nregion = us-west-2\n"
         "[sso-session s]\nsso_start_url = https://example.awsapps.com/start\nsso_region = us-west-2\n"
+        "[profile static]\nregion = us-west-2\n"
     )
-    assert add(run_cli, ca_file, "good")[0] == ExitCode.OK
+    (aws / "credentials").write_text(f"[static]\naws_access_key_id = AKIASTATICPROFILE000\naws_secret_access_key = {'s' * 40}\n")
+    assert add(run_cli, ca_file, "good", "--profile", "static", "--no-refresh")[0] == ExitCode.OK
     assert add(run_cli, ca_file, "sso", "--port", "6432", "--profile", "sso", "--no-refresh")[0] == ExitCode.OK
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     code, out, err = run_cli("refresh")
-    assert code == ExitCode.PARTIAL or code == ExitCode.AUTH
+    assert code == ExitCode.PARTIAL, err
     assert "aws sso login --profile sso" in err
+    tokens = pgpass.parse_tokens((home / ".pgpass").read_text())
+    [(key, token)] = tokens.items()
+    assert key[:2] == (SANDBOX_HOST, "5432"), "only the good service has a line"
+    assert "X-Amz-Credential=AKIASTATICPROFILE000%2F" in token, "signed with the good service's own profile"
+    code, out, _ = run_cli("status", "--json")
+    rows = {r["name"]: r for r in json.loads(out)["services"]}
+    assert (rows["good"]["token"], rows["good"]["error"]) == ("fresh", None)
+    assert rows["sso"]["token"] == "missing" and "aws sso login --profile sso" in (rows["sso"]["hint"] or rows["sso"]["error"])
+    assert rows["sso"]["error_code"] == ExitCode.AUTH
 
 
 def test_list_names_and_json(run_cli, ca_file: Path) -> None:
@@ -240,8 +256,14 @@ def test_list_names_and_json(run_cli, ca_file: Path) -> None:
     assert add(run_cli, ca_file, "a", "--no-refresh", "--port", "1")[0] == ExitCode.OK
     code, out, _ = run_cli("list", "--names")
     assert code == ExitCode.OK and sorted(out.split()) == ["a", "b"]
+    code, out, _ = run_cli("list", "--json")
+    listed = json.loads(out)
+    assert code == ExitCode.OK and (listed["schema"], listed["command"]) == (1, "list")
+    assert [(r["name"], r["port"]) for r in listed["services"]] == [("b", 5432), ("a", 1)], "config order"
     code, out, _ = run_cli("status", "--json")
-    assert code == ExitCode.OK and '"seconds_left"' in out
+    rows = json.loads(out)["services"]
+    assert code == ExitCode.OK and [(r["name"], r["token"], r["seconds_left"], r["expires"]) for r in rows] == [
+        ("b", "missing", None, None), ("a", "missing", None, None)]
 
 
 def test_refresh_if_needed_is_a_no_op_when_fresh(run_cli, home: Path, ca_file: Path) -> None:
@@ -327,3 +349,53 @@ def test_unexpected_error_is_one_line_without_debug_and_a_traceback_with(run_cli
     assert code == ExitCode.BUG and "Traceback" not in err and "--debug" in err and len(err.splitlines()) == 2
     code, _, err = run_cli("--debug", "refresh")
     assert code == ExitCode.BUG and "Traceback" in err and "RuntimeError: forced" in err
+
+
+# ---------------------------------------------------------------- edges, as a real process (issue 10)
+
+
+def pgiam_proc(*argv: str, stdout: int | None = subprocess.PIPE, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pgiam", *argv], stdout=stdout, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [("status",), ("hook", "bash"), ("list", "--json")], ids=" ".join)
+def test_a_closed_stdout_ends_quietly(argv: tuple[str, ...]) -> None:
+    """`pgiam status | head -0`: the reader is gone before pgiam writes. The read end of a real pipe is
+    closed before pgiam starts, so the write fails every time (no race with the reader): exit 141
+    (128 + SIGPIPE, as a shell reports a process killed by SIGPIPE), nothing on stderr."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = pgiam_proc(*argv, stdout=w)
+    finally:
+        os.close(w)
+    _, err = p.communicate(timeout=60)
+    assert (p.returncode, err.decode()) == (128 + signal.SIGPIPE, "")
+
+
+@pytest.mark.slow
+def test_hook_piped_into_head_ends_quietly(run_cli) -> None:
+    """`pgiam hook bash | head -1` through a real shell pipeline: the first line arrives, nothing on stderr,
+    and pgiam exits 0 (it wrote before head left) or 141 (after): quiet either way."""
+    p = subprocess.run(["bash", "-c", f'"{sys.executable}" -m pgiam hook bash | head -1; echo "status=${{PIPESTATUS[0]}}"'],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    first, status = p.stdout.splitlines()
+    assert first == run_cli("hook", "bash")[1].splitlines()[0]
+    assert status in ("status=0", "status=141") and p.stderr == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "1e9", ""])
+def test_bad_lock_wait_is_a_usage_error_naming_the_variable(home: Path, ca_file: Path, run_cli, value: str) -> None:
+    """`PGIAM_LOCK_WAIT=abc pgiam refresh`: exit 2 naming the variable and the fix, nothing changed (not 70 at import)."""
+    assert add(run_cli, ca_file, "prod", "--no-refresh")[0] == ExitCode.OK
+    before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    p = pgiam_proc("refresh", env={**os.environ, "PGIAM_LOCK_WAIT": value})
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == ExitCode.USAGE, err
+    lines = err.decode().splitlines()
+    assert lines == [f"pgiam: PGIAM_LOCK_WAIT={value!r} is not a number of seconds",
+                     "hint: set PGIAM_LOCK_WAIT to a number from 0 to 3600, or unset it"]
+    assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == before

@@ -83,6 +83,22 @@ def man_subsection(command: str) -> str:
     return m.group(0)
 
 
+def man_action_item(command: str, action: str) -> str:
+    """The `.TP` / `.B ACTION ...` item of one action inside its command's subsection, up to the next action."""
+    actions = [p[1] for p in ACTIONS if p[0] == command]
+    text = man_subsection(command)
+    m = re.search(rf"^\.TP\n\.B {re.escape(action)}\b.*?(?=^\.TP\n\.B (?:{'|'.join(map(re.escape, actions))})\b|\Z)",
+                  text, re.M | re.S)
+    assert m, f"the man page's `pgiam {command}` subsection has no `.TP/.B {action}` item"
+    return m.group(0)
+
+
+def test_man_action_items_are_separate() -> None:
+    """Guards man_action_item: each action's item holds its own options and not its siblings'."""
+    assert "--every" in man_action_item("timer", "install") and "--every" not in man_action_item("timer", "remove")
+    assert "--url" in man_action_item("certs", "update") and "--url" not in man_action_item("certs", "status")
+
+
 def has_word(text: str, word: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
 
@@ -106,6 +122,8 @@ def test_man_documents_option(path: tuple[str, ...], option: str) -> None:
     """Each option is in its own command's subsection (global ones under Global options)."""
     if not path:
         where = man_section("COMMANDS").split(".SS \"pgiam", 1)[0]
+    elif len(path) == 2:
+        where = man_action_item(*path)
     else:
         where = man_subsection(path[0])
     if option == "--help" and path:
@@ -178,10 +196,112 @@ def test_completion_has_command(completion: Path, path: tuple[str, ...]) -> None
     assert has_word(completion.read_text(), path[-1]), f"{completion.name} lacks `{' '.join(path)}`"
 
 
+# Each completion file is read per command: which options it offers where. The readers follow the
+# files' own structure (bash `case` labels around `opts+=(...)`, zsh `case` labels around `_arguments`
+# specs, fish `-n '__pgiam_in CMD ACTION'` conditions) so that a flag offered under the wrong command,
+# or only under another one, fails (issue 10: "anywhere in the file" passed before).
+
+Scoped = dict[tuple[str, ...], set[str]]
+NAMES = {p[0] for p in COMMANDS}
+
+
+def _case_scopes(text: str) -> Iterator[tuple[int, list[list[str]], str]]:
+    """(offset, enclosing case labels outermost first, line) for every line of a bash/zsh script."""
+    stack: list[tuple[int, list[str]]] = []
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        indent = len(line) - len(line.lstrip())
+        s = line.strip()
+        if s.startswith("esac"):
+            stack = [e for e in stack if e[0] < indent]
+        m = re.match(r"^([\w'|: *-]+)\)(\s|$)", s)
+        if m and not s.startswith(("(", "-")) and "=" not in m.group(1):
+            stack = [e for e in stack if e[0] < indent]
+            stack.append((indent, [a.strip().strip("'") for a in m.group(1).split("|")]))
+        yield offset, [alts for _, alts in stack], line
+        offset += len(line)
+
+
+def _paths_of(labels: list[list[str]], line: str) -> set[tuple[str, ...]]:
+    """The command paths a line belongs to, from its case labels (`cmd`, then `action`, or `cmd:action`)."""
+    for alts in reversed(labels):
+        if any(":" in a for a in alts):
+            return {tuple(a.split(":")) for a in alts}
+    cmds = next((alts for alts in labels if set(alts) & NAMES), None)
+    if cmds is None:
+        return {()}
+    only = re.search(r"\[\[ \$cmd == (\w+) \]\]", line)
+    cmds = [c for c in cmds if c in NAMES and (not only or c == only.group(1))]
+    inner = labels[labels.index(next(a for a in labels if set(a) & NAMES)) + 1:]
+    actions = [a for alts in inner for a in alts if any((c, a) in PARSERS for c in cmds)]
+    return {(c, a) for c in cmds for a in actions} if actions else {(c,) for c in cmds}
+
+
+def scoped_bash(text: str) -> Scoped:
+    out: Scoped = {}
+    lines = list(_case_scopes(text))
+    for m in re.finditer(r"opts\+?=\(([^)]*)\)", text):
+        _, labels, line = max((ln for ln in lines if ln[0] <= m.start()), key=lambda ln: ln[0])
+        for path in _paths_of(labels, line):
+            out.setdefault(path, set()).update(re.findall(r"--[\w-]+", m.group(1)))
+    return out
+
+
+def scoped_zsh(text: str) -> Scoped:
+    out: Scoped = {}
+    for _, labels, line in _case_scopes(text):
+        opts = re.findall(r"(--[\w-]+)(?:=?\[|')", line)
+        if opts:
+            for path in _paths_of(labels, line):
+                out.setdefault(path, set()).update(opts)
+    return out
+
+
+def scoped_fish(text: str) -> Scoped:
+    out: Scoped = {}
+    for line in text.splitlines():
+        if not line.startswith("complete -c pgiam") or " -l " not in line:
+            continue
+        m = re.search(r"-n (?:'__pgiam_(?:in|at)((?: [\w-]+)*)[;']|__pgiam_(?:in|at) )", line)
+        paths = {tuple((m.group(1) or "").split())} if m else set(PARSERS)  # no condition: every command
+        for path in paths:
+            out.setdefault(path, set()).update("--" + o for o in re.findall(r"-l ([\w-]+)", line))
+    return out
+
+
+SCOPED = {BASH: scoped_bash, ZSH: scoped_zsh, FISH: scoped_fish}
+
+
+def offered(completion: Path) -> Scoped:
+    return SCOPED[completion](completion.read_text())
+
+
+def test_the_completion_readers_see_the_scopes() -> None:
+    """Guards the readers: an empty or confused reading would make the tests below pass or fail for nothing."""
+    for completion in COMPLETIONS:
+        got = offered(completion)
+        assert "--every" in got.get(("timer", "install"), set()), completion.name
+        assert "--every" not in got.get(("timer", "remove"), set()), completion.name
+        assert "--if-needed" in got.get(("refresh",), set()) and "--if-needed" not in got.get(("status",), set()), completion.name
+        assert "--names" in got.get(("list",), set()) and "--names" not in got.get(("status",), set()), completion.name
+        assert {"--debug", "--version"} <= got.get((), set()), completion.name
+
+
 @pytest.mark.parametrize("completion", COMPLETIONS, ids=lambda p: p.name)
 @pytest.mark.parametrize(("path", "option"), OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
-def test_completion_has_option(completion: Path, path: tuple[str, ...], option: str) -> None:
-    assert option_in(completion, option), f"{completion.name} lacks {option} of `pgiam {' '.join(path)}`"
+def test_completion_offers_option_under_its_command(completion: Path, path: tuple[str, ...], option: str) -> None:
+    if option == "--help":
+        assert option_in(completion, option)  # every command accepts it; the files offer it once
+        return
+    assert option in offered(completion).get(path, set()), f"{completion.name} does not offer {option} for `pgiam {' '.join(path)}`"
+
+
+@pytest.mark.parametrize("completion", COMPLETIONS, ids=lambda p: p.name)
+def test_completion_offers_no_option_a_command_lacks(completion: Path) -> None:
+    """The other way round: nothing offered under a command that its parser would refuse."""
+    stale = {(path, o) for path, opts in offered(completion).items() for o in opts
+             if path in PARSERS and o not in long_options(PARSERS[path])}
+    assert not stale, f"{completion.name} offers {sorted(stale)}"
 
 
 @pytest.mark.parametrize("completion", COMPLETIONS, ids=lambda p: p.name)

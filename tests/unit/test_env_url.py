@@ -43,11 +43,12 @@ def entry(home: Path, name: str = "odd") -> dict[str, str]:
 
 
 @pytest.fixture
-def odd_ca(home: Path) -> Path:
+def odd_ca(home: Path, ca_file: Path) -> Path:
+    """The shared test CA at a path with a space, quotes and a `$` in it."""
     d = home / "certs dir 'q'"
     d.mkdir()
     ca = d / "ca $x.pem"
-    ca.write_text("placeholder\n")
+    ca.write_bytes(ca_file.read_bytes())
     return ca
 
 

@@ -24,7 +24,7 @@ SESSION_TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ+/=" * 12
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore reads the clock through botocore.auth.get_current_datetime (FACTS.md)."""
+    """botocore reads the clock through botocore.auth.get_current_datetime (botocore/auth.py)."""
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: NOW.replace(tzinfo=None))
 
 
@@ -138,3 +138,61 @@ def test_any_single_character_change_to_the_signature_is_refused(position: int, 
         replacement = "g"  # never a hex digit, so always a change
     changed = head + "X-Amz-Signature=" + sig[:position] + replacement + sig[position + 1 :]
     assert check(changed) is not None
+
+
+# ---------------------------------------------------------------- Aurora DSQL tokens (issue 15)
+
+DSQL_HOST = "pgiamsandbox.dsql.us-east-1.on.aws"
+
+
+def mint_dsql(user: str = "admin", *, host: str = DSQL_HOST, region: str = REGION, token: str | None = None,
+              expires: int = 900) -> str:
+    """A token from botocore's own DSQL signer: the admin action for `admin`, DbConnect otherwise."""
+    session = botocore.session.Session()
+    session.set_credentials(AK, SK, token)
+    client = session.create_client("dsql", region_name=region)
+    if user == "admin":
+        return client.generate_db_connect_admin_auth_token(host, region, ExpiresIn=expires)
+    return client.generate_db_connect_auth_token(host, region, ExpiresIn=expires)
+
+
+def check_dsql(token: str, user: str = "admin", now: float = NOW_TS) -> str | None:
+    from pgiam.sandbox.sigv4check import check_dsql_token
+
+    return check_dsql_token(token, access_key=AK, secret_key=SK, region=REGION, host=DSQL_HOST, user=user, now=now)
+
+
+@pytest.mark.parametrize("user", ["admin", "app", "it's : odd"])
+@pytest.mark.parametrize("session_token", [None, SESSION_TOKEN], ids=["static", "session"])
+def test_botocore_dsql_tokens_are_accepted(user: str, session_token: str | None) -> None:
+    assert check_dsql(mint_dsql(user, token=session_token), user) is None
+
+
+def test_a_week_long_dsql_token_is_accepted_until_it_ends() -> None:
+    token = mint_dsql(expires=604_800)
+    assert check_dsql(token, now=NOW_TS + 604_800) is None
+    assert "expired" in (check_dsql(token, now=NOW_TS + 604_801) or "")
+
+
+DSQL_REFUSALS = [
+    ("DbConnect token for admin", lambda: mint_dsql("app"), "admin", "wrong action (expected DbConnectAdmin)"),
+    ("admin token for a role", lambda: mint_dsql("admin"), "app", "wrong action (expected DbConnect)"),
+    ("other host", lambda: mint_dsql(host="other.dsql.us-east-1.on.aws"), "admin", "signed for host"),
+    ("an RDS token", lambda: mint("admin", host=DSQL_HOST), "admin", "malformed"),
+    ("other region", lambda: mint_dsql(region="us-east-2"), "admin", "region"),
+    ("tampered", lambda: _tamper_signature(mint_dsql()), "admin", "signature does not match"),
+    ("host with a port", lambda: mint_dsql().replace(DSQL_HOST, DSQL_HOST + ":5432", 1), "admin", "without a port"),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "user", "words"), DSQL_REFUSALS, ids=[r[0] for r in DSQL_REFUSALS])
+def test_dsql_refusals(case: str, make, user: str, words: str) -> None:
+    reason = check_dsql(make(), user)
+    assert reason is not None and words in reason
+
+
+def test_a_dsql_token_is_no_rds_token() -> None:
+    """Scope `dsql` and no port: the RDS check refuses it for the same host."""
+    reason = check_token(mint_dsql("app"), access_key=AK, secret_key=SK, region=REGION, host=DSQL_HOST, port=5432,
+                         user="app", now=NOW_TS)
+    assert reason is not None

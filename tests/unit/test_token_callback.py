@@ -169,7 +169,7 @@ def test_bounded_wait_for_a_stuck_minter(run_cli, home: Path, ca_file: Path, mon
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pgiam import entry, freshness, tokeninfo  # noqa: E402
+from pgiam import block, entry, freshness, tokeninfo  # noqa: E402
 
 FIELD = st.text(alphabet=st.sampled_from(list("ab:\\*# \r\t\x85é")), max_size=8)
 
@@ -236,7 +236,8 @@ def test_fast_freshness_agrees_with_the_shared_rule(base: str, offset: int, marg
 
 LINE = st.one_of(
     st.builds(lambda h, p, u, t: pgpass.render_line(pgpass.Key(h, p, u), t), FIELD, FIELD, FIELD, FIELD),
-    st.sampled_from([pgpass.BEGIN_LINE, pgpass.END_LINE, "", "#", "a:b:c:d:e:f", "a\\:b:1:*:u:t\\"]),
+    st.sampled_from([pgpass.BEGIN_LINE, pgpass.END_LINE, pgpass.BEGIN_LINE + "\r", pgpass.END_LINE + " ", "# BEGIN pgiam",
+                     "", "#", "a:b:c:d:e:f", "a\\:b:1:*:u:t\\"]),
     FIELD,
 )
 
@@ -245,6 +246,14 @@ LINE = st.one_of(
 @given(lines=st.lists(LINE, max_size=10), nl=st.sampled_from(["\n", "\r\n"]), key=st.tuples(FIELD, FIELD, FIELD))
 def test_fast_pgpass_reader_agrees_with_pgpass(lines: list[str], nl: str, key: tuple[str, str, str]) -> None:
     text = nl.join(lines)
-    tokens = pgpass.parse_tokens(text)
+    try:
+        tokens = pgpass.parse_tokens(text)
+    except block.Damaged:  # the full path refuses the file; the fast path hands it over
+        assert entry._pgpass_token(text, *key) is None
+        return
     for k in [pgpass.Key(*key), *tokens]:
         assert entry._pgpass_token(text, k.host, k.port, k.user) == tokens.get(k)
+
+
+def test_fast_pgpass_markers_are_pgpass_markers() -> None:
+    assert (entry._BEGIN, entry._END) == (pgpass.BEGIN_LINE, pgpass.END_LINE)

@@ -1,0 +1,182 @@
+"""AWS credentials resolved as the AWS CLI resolves them, with bounded time and no prompt without a terminal.
+
+A botocore session per (profile, region, credentials file), set up like `aws --region R --profile P`:
+- the service's region is the session's region, so the STS and SSO clients botocore builds to resolve
+  credentials get it too (botocore takes no region from a source_profile);
+- every client botocore creates gets connect/read timeouts and a retry limit (its defaults, 60 s and
+  several attempts, stall a prompt for minutes on an endpoint that accepts and never answers);
+- the assume-role and web-identity providers share the AWS CLI's credential cache, ~/.aws/cli/cache
+  (awscli/customizations/assumerole.py attaches botocore's JSONFileCache the same way), so a role
+  assumed with an MFA code by either tool serves both until it expires; SSO tokens are read from
+  ~/.aws/sso/cache by botocore anyway;
+- an MFA code is asked on the terminal only when stdin is one; otherwise MfaNeeded (exit 4, with a
+  hint to cache the role from a terminal). A timer, cron or a prompt hook never hangs on a prompt.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pgiam.awserrors import MfaNeeded, ProcessTimeout
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+    from botocore.session import Session
+
+CONNECT_TIMEOUT = 3  # seconds
+READ_TIMEOUT = 3  # seconds (STS and SSO answer in well under a second)
+MAX_ATTEMPTS = 2  # one retry: 2 x 3 s plus a backoff of at most 2 s stays well under 15 s per endpoint
+TIMEOUT_TEXT = f"{READ_TIMEOUT} s"
+# botocore waits for a credential_process forever; a hung helper would hold the mint slot of every
+# later timer run. Generous, as a helper may wait for a browser login or a hardware key.
+PROCESS_TIMEOUT = 120.0
+
+
+class BoundedPopen(subprocess.Popen[bytes]):
+    """What botocore's ProcessProvider runs the helper with: communicate() gives up after PROCESS_TIMEOUT."""
+
+    def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[Any, Any]:
+        limit = PROCESS_TIMEOUT if timeout is None else timeout
+        try:
+            return super().communicate(input, limit)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.wait()
+            for pipe in (self.stdout, self.stderr):
+                if pipe is not None:
+                    pipe.close()
+            raise ProcessTimeout(limit) from None
+
+
+def _provider(resolver: Any, method: str) -> Any:
+    """The resolver's provider named `method`, or None (a botocore without it)."""
+    import botocore.exceptions
+
+    try:
+        return resolver.get_provider(method)
+    except botocore.exceptions.UnknownCredentialError:
+        return None
+
+
+def _bound_processes(resolver: Any) -> None:
+    """Every credential_process botocore runs, the profile's own or a role's source profile's, is bounded.
+
+    Through botocore's private `_popen` and `_create_process_provider`: if a botocore renames them,
+    the helper just runs unbounded again, as it does in botocore itself.
+    """
+    process = _provider(resolver, "custom-process")
+    if hasattr(process, "_popen"):
+        process._popen = BoundedPopen
+    builder: Any = getattr(_provider(resolver, "assume-role"), "_profile_provider_builder", None)
+    if hasattr(builder, "_create_process_provider"):
+        make = builder._create_process_provider
+
+        def bounded(profile_name: str) -> Any:
+            provider = make(profile_name)
+            provider._popen = BoundedPopen
+            return provider
+
+        builder._create_process_provider = bounded
+
+
+def cli_cache_dir() -> str | None:
+    """The AWS CLI's credential cache directory, or None when there is no home to put it in."""
+    home = os.path.expanduser("~")
+    if home == "~" or not os.path.isdir(home):
+        return None
+    return os.path.join(home, ".aws", "cli", "cache")
+
+
+def prompt_mfa(prompt: str) -> str:
+    """botocore's MFA prompter, but only with a terminal on stdin; getpass itself would open /dev/tty
+    even for a background job (and stop it with SIGTTIN) or read a code from a pipe."""
+    if not sys.stdin or not sys.stdin.isatty():
+        raise MfaNeeded(prompt)
+    try:  # a terminal on stdin but none controlling us (the detached child of `refresh --wait`)
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        raise MfaNeeded(prompt) from None
+    return getpass.getpass(prompt)
+
+
+def new_session(profile: str | None, region: str, credentials_file: str | None = None) -> Session:
+    """A botocore session for `profile` in `region` with bounded clients, the CLI's cache and our prompter."""
+    import botocore.config
+    import botocore.credentials
+    import botocore.session
+    from botocore.utils import JSONFileCache
+
+    session = botocore.session.Session(profile=profile)
+    session.set_config_variable("region", region)
+    session.set_default_client_config(botocore.config.Config(
+        connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+    ))
+    if credentials_file:
+        # The sandbox signs with its own static key pair: use botocore's shared-file provider alone,
+        # so the user's AWS environment can neither leak into nor break the sandbox.
+        provider = botocore.credentials.SharedCredentialProvider(
+            creds_filename=credentials_file, profile_name=profile or "default"
+        )
+        session.register_component("credential_provider", botocore.credentials.CredentialResolver([provider]))
+        return session
+    resolver = botocore.credentials.create_credential_resolver(session, region_name=region)
+    cache_dir = cli_cache_dir()
+    for method in ("assume-role", "assume-role-with-web-identity"):
+        p = _provider(resolver, method)
+        if p is None:
+            continue
+        if cache_dir is not None:
+            p.cache = JSONFileCache(cache_dir)  # public attribute, as awscli sets it
+        if method == "assume-role" and hasattr(p, "_prompter"):
+            p._prompter = prompt_mfa  # private, but the only way in: botocore builds the fetcher from it
+    _bound_processes(resolver)
+    session.register_component("credential_provider", resolver)
+    return session
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Credentials ready to sign, where they came from and when they stop working."""
+
+    credentials: Credentials
+    method: str  # botocore's name for the provider: env, sso, assume-role, custom-process, ...
+    expiry: float | None  # epoch seconds, None for long-term keys
+
+
+def resolve(session: Session) -> Resolved | None:
+    """Resolve (and if needed refresh) the session's credentials; None when the chain found none.
+
+    Raises whatever botocore or a credential helper raises: pgiam.awserrors.classify sorts it.
+    """
+    creds = session.get_credentials()
+    if creds is None:
+        return None
+    creds.get_frozen_credentials()  # refreshes SSO / assume-role / process credentials when needed
+    expiry: Any = getattr(creds, "_expiry_time", None)
+    return Resolved(creds, str(getattr(creds, "method", "") or ""), expiry.timestamp() if expiry is not None else None)
+
+
+def profile_name(session: Session) -> str:
+    """The profile botocore uses: the session's, else AWS_PROFILE, else default."""
+    return str(session.get_config_variable("profile") or "default")
+
+
+def files(session: Session) -> tuple[str, str]:
+    """~/.aws/config and ~/.aws/credentials as this session reads them (AWS_CONFIG_FILE and friends)."""
+    return (os.path.expanduser(str(session.get_config_variable("config_file"))),
+            os.path.expanduser(str(session.get_config_variable("credentials_file"))))
+
+
+def profiles(session: Session) -> dict[str, dict[str, Any]]:
+    """Every profile of the config and credentials files ({} when they cannot be read)."""
+    try:
+        raw: Any = session.full_config.get("profiles", {})
+    except Exception:  # noqa: BLE001 - an unparsable file is reported by the resolution itself
+        return {}
+    return raw if isinstance(raw, dict) else {}

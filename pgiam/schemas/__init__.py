@@ -1,0 +1,1 @@
+"""JSON Schema files for every `--json` output (see README.md here and man pgiam, JSON OUTPUT)."""

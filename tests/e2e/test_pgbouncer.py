@@ -1,0 +1,270 @@
+"""pgbouncer in front of the sandbox, its server login password kept fresh by `pgiam run` (issue 16).
+
+Debian's pgbouncer (1.18) logs in to the sandbox with verify-full TLS against 127.0.0.1 (the sandbox
+certificate carries an IP SAN: pgbouncer has no hostaddr), using the password pgiam writes for the
+forced server user in the auth_file; clients log in to pgbouncer with their own line of that file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import botocore.auth
+import pytest
+
+from pgiam import pgbouncer, pgpass
+from pgiam.errors import ConfigError
+from tests.e2e.conftest import World
+from tests.e2e.test_psql import info
+from tests.tools import require_tool
+
+pytestmark = pytest.mark.e2e
+
+USERS_OWN = b'; client logins, kept by hand\n"app" "apppass"\n;last line without newline\n"ops" "x""y"'
+
+
+# ---------------------------------------------------------------- the pure block merge
+
+
+@pytest.mark.parametrize("text", ["", '"app" "pw"\n', USERS_OWN.decode(), "; only a comment", "\r\n"])
+def test_merge_keeps_the_users_bytes_and_is_idempotent(text: str) -> None:
+    merged = pgbouncer.merge(text, {"iam_user": "host:5432/?Action=connect&X"})
+    assert merged.endswith(text)  # pgiam's block goes first; the user's bytes follow untouched
+    assert '"iam_user" "host:5432/?Action=connect&X"\n' in merged
+    assert pgbouncer.merge(merged, {"iam_user": "host:5432/?Action=connect&X"}) == merged
+    assert pgbouncer.merge(merged, {"iam_user": "new"}).endswith(text)
+    assert not any(line.startswith("#") for line in merged.splitlines())  # a # line breaks pgbouncer's file
+
+
+def test_merge_quotes_and_refuses_a_users_own_line() -> None:
+    assert '"we""ird" "p"' in pgbouncer.merge("", {'we"ird': "p"})
+    with pytest.raises(ConfigError, match="'app'"):
+        pgbouncer.merge(USERS_OWN.decode(), {"app": "token"}, "userlist.txt")
+    assert pgbouncer.own_users(USERS_OWN.decode()) == ["app", 'ops']
+
+
+@pytest.mark.parametrize(("version", "limit"), [(None, 2047), ((1, 18), 2047), ((1, 17), 2047), ((1, 16), 995), ((1, 12), 127)])
+def test_password_limit_by_version(version: tuple[int, int] | None, limit: int) -> None:
+    assert pgbouncer.password_limit(version) == limit
+
+
+def test_old_pgbouncer_is_refused_with_the_reason() -> None:
+    with pytest.raises(Exception, match="1.16 keeps passwords of at most 995 bytes"):
+        pgbouncer.check_version((1, 16))
+    assert pgbouncer.parse_version("PgBouncer 1.18.0\nlibevent 2.1.12-stable") == (1, 18)
+
+
+def test_sync_keeps_owner_and_group_and_drops_others(tmp_path: Path) -> None:
+    """pgbouncer's account must still read the new file, and nobody else: owner and group kept, the
+    group keeps read only, others lose everything; the temp file never shows up beside it."""
+    (tmp_path / "etc").mkdir()
+    f = tmp_path / "etc" / "userlist.txt"
+    f.write_bytes(USERS_OWN)
+    os.chmod(f, 0o664)
+    if os.geteuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(f, pg.pw_uid, pg.pw_gid)
+    before = os.stat(f)
+    assert pgbouncer.Target(f).sync({"iam_user": "tok"})
+    after = os.stat(f)
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert f.read_bytes().endswith(USERS_OWN) and sorted(p.name for p in f.parent.iterdir()) == ["userlist.txt"]
+    assert not pgbouncer.Target(f).sync({"iam_user": "tok"})  # unchanged: no write
+
+
+def test_new_auth_file_is_private(tmp_path: Path) -> None:
+    f = tmp_path / "userlist.txt"
+    assert pgbouncer.Target(f).sync({"iam_user": "tok"})
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+    assert f.read_text() == f'{pgbouncer.BEGIN}\n"iam_user" "tok"\n{pgbouncer.END}\n'
+
+
+# ---------------------------------------------------------------- the real pgbouncer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Bouncer:
+    def __init__(self, d: Path, port: int, account: pwd.struct_passwd | None) -> None:
+        self.dir, self.port, self.account = d, port, account
+        self.ini, self.userlist, self.pidfile, self.logfile = d / "pgbouncer.ini", d / "userlist.txt", d / "pgbouncer.pid", d / "pgbouncer.log"
+
+    def psql(self, password: str = "apppass") -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
+        env.update(PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
+        return subprocess.run(["psql", f"host=127.0.0.1 port={self.port} user=app dbname=sandbox sslmode=disable",
+                               "-XAtqc", "select current_user"], env=env, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    def log_tail(self) -> str:
+        return self.logfile.read_text(errors="replace")[-3000:] if self.logfile.exists() else "(no log)"
+
+
+@pytest.fixture
+def bouncer(world: World) -> Iterator[Bouncer]:
+    exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+    if exe is None:
+        require_tool("pgbouncer")
+    assert exe is not None
+    i = info(world)
+    # pgbouncer refuses to run as root: as root, run it as the postgres account (-u), in a directory it owns.
+    account = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    d = Path(tempfile.mkdtemp(prefix="pgiam-pgbouncer-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    b = Bouncer(d, free_port(), account)
+    shutil.copyfile(i["ca_file"], d / "ca.crt")
+    b.ini.write_text(f"""\
+[databases]
+sandbox = host=127.0.0.1 port={i['local_port']} dbname=postgres user=pgiam_sandbox
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {b.port}
+unix_socket_dir =
+auth_type = md5
+auth_file = {b.userlist}
+pidfile = {b.pidfile}
+logfile = {b.logfile}
+pool_mode = session
+; every client connection makes a new server login, with the password of that moment
+server_lifetime = 0
+; after a failed server login pgbouncer waits this long before the next one (default 15 s)
+server_login_retry = 0
+server_tls_sslmode = verify-full
+server_tls_ca_file = {d / 'ca.crt'}
+""")
+    b.userlist.write_bytes(USERS_OWN)
+    os.chmod(b.userlist, 0o600)  # pgbouncer's account reads it, nobody else
+    if account is not None:
+        for p in (d, b.userlist, b.ini, d / "ca.crt"):
+            os.chown(p, account.pw_uid, account.pw_gid)
+    argv = [exe, "-d", *(["-u", "postgres"] if account else []), str(b.ini)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr + b.log_tail()
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # -d returns once forked; the listener follows
+            try:
+                socket.create_connection(("127.0.0.1", b.port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, b.log_tail()
+                time.sleep(0.05)
+        yield b
+    finally:
+        with open(b.pidfile) as f:
+            pid = int(f.read().split()[0])
+        os.kill(pid, 15)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def headless_env(world: World, tmp_path: Path) -> dict[str, str]:
+    i = info(world)
+    host = i["endpoint"].rsplit(":", 1)[0]
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"""\
+[services.sandbox]
+host = "{host}"
+port = 5432
+user = "pgiam_sandbox"
+dbname = "postgres"
+region = "us-east-1"
+via = "127.0.0.1:{i['local_port']}"
+sslrootcert = "{i['ca_file']}"
+""")
+    shared = tmp_path / "shared"
+    shared.mkdir(exist_ok=True)
+    env = {k: v for k, v in world.env.items() if not k.startswith(("XDG_", "AWS_"))}
+    env.update(PGIAM_CONFIG=str(cfg), PGIAM_STATE_DIR=str(shared), PGPASSFILE=str(shared / "pgpass"),
+               PGSERVICEFILE=str(shared / "pg_service.conf"), AWS_SHARED_CREDENTIALS_FILE=i["aws_credentials_file"],
+               AWS_PROFILE="pgiam-sandbox", AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true")
+    return env
+
+
+def run_once(env: dict[str, str], b: Bouncer) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pgiam", "run", "--once", "--pgbouncer-auth-file", str(b.userlist),
+                           "--pgbouncer-pidfile", str(b.pidfile)], env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_pgbouncer_logs_in_with_the_token_before_and_after_a_rotation(
+        world: World, bouncer: Bouncer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b = bouncer
+    p = b.psql()
+    assert p.returncode != 0  # no server password for pgiam_sandbox yet
+
+    env = headless_env(world, tmp_path)
+    r = run_once(env, b)
+    assert r.returncode == 0, r.stderr
+    assert "pgbouncer: wrote" in r.stderr and "reloaded pid" in r.stderr
+    data = b.userlist.read_bytes()
+    assert data.endswith(USERS_OWN)  # the user's own lines, byte for byte
+    st = os.stat(b.userlist)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    if b.account is not None:
+        assert (st.st_uid, st.st_gid) == (b.account.pw_uid, b.account.pw_gid)  # still pgbouncer's to read
+    (t1,) = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
+    assert f'"pgiam_sandbox" "{t1}"'.encode() in data
+    assert t1 not in r.stderr and t1 not in r.stdout
+
+    # Reloading: the earlier refusal was not cached, the connection goes through now.
+    p = b.psql()
+    assert p.returncode == 0, p.stderr + b.log_tail()
+    assert p.stdout.strip() == "pgiam_sandbox"
+
+    # An expired token in both files (signed 20 minutes ago, written by pgiam's own code): logins fail.
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    from pgiam import refresh, token
+    from pgiam.paths import Paths
+
+    past = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=20)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: past)
+    token._SESSIONS.clear()
+    res = refresh.refresh(Paths.from_env(), time.time(), token.mint, ["sandbox"])
+    monkeypatch.undo()
+    assert [o.status for o in res.outcomes] == ["renewed"]
+    (t0,) = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
+    target = pgbouncer.Target(b.userlist, b.pidfile)
+    assert target.sync({"pgiam_sandbox": t0}) and target.reload()
+    p = b.psql()
+    assert p.returncode != 0, "pgbouncer still logged in with an expired token"
+
+    # The rotation: `pgiam run` sees the expired token, mints a new one, rewrites the line, reloads pgbouncer.
+    r = run_once(env, b)
+    assert r.returncode == 0, r.stderr
+    assert "sandbox: renewed" in r.stderr and "reloaded pid" in r.stderr
+    (t2,) = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
+    assert t2 != t0 and f'"pgiam_sandbox" "{t2}"'.encode() in b.userlist.read_bytes()
+    assert b.userlist.read_bytes().endswith(USERS_OWN)
+    p = b.psql()
+    assert p.returncode == 0, p.stderr + b.log_tail()
+    assert p.stdout.strip() == "pgiam_sandbox"
+
+    # Nothing changed: no rewrite, no reload.
+    r = run_once(env, b)
+    assert r.returncode == 0 and "pgbouncer: wrote" not in r.stderr
+
+
+def test_a_users_own_line_for_the_iam_user_is_refused_at_start(world: World, bouncer: Bouncer, tmp_path: Path) -> None:
+    before = USERS_OWN + b'\n"pgiam_sandbox" "mine"\n'
+    bouncer.userlist.write_bytes(before)
+    r = run_once(headless_env(world, tmp_path), bouncer)
+    assert "already has a line of its own for user 'pgiam_sandbox'" in r.stderr
+    assert bouncer.userlist.read_bytes() == before

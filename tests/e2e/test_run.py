@@ -1,0 +1,494 @@
+"""`pgiam run` as a service manager runs it (issue 16): a real subprocess, a stand-in NOTIFY_SOCKET,
+botocore's own container credential provider served from 127.0.0.1, psql against the sandbox.
+
+Everything synchronises on events (datagrams, log lines, HTTP requests, /proc's pending signals),
+never on a sleep.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import queue
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from random import Random
+
+import pytest
+
+from pgiam import pgpass, tokeninfo
+from pgiam.config import Service
+from pgiam.daemon import Daemon
+from pgiam.notify import Notifier
+from pgiam.paths import Paths
+from pgiam.refresh import Minter
+from tests.e2e.conftest import World
+from tests.e2e.test_psql import info, sandbox_keys
+
+pytestmark = pytest.mark.e2e
+
+CRED_LIFE = 120  # the credential source hands out credentials that expire in two minutes
+
+
+@dataclass
+class CredServer:
+    """An ECS/EKS-style container credential endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI) on 127.0.0.1."""
+
+    access: str
+    secret: str
+    auth: str
+    requests: list[float] = field(default_factory=list)
+    refused: int = 0
+    hold: threading.Event = field(default_factory=threading.Event)  # hold the next request ...
+    arrived: threading.Event = field(default_factory=threading.Event)  # ... tell the test it arrived ...
+    release: threading.Event = field(default_factory=threading.Event)  # ... and wait for this
+    expirations: list[float] = field(default_factory=list)
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != server.auth:
+                    server.refused += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                if server.hold.is_set():
+                    server.hold.clear()
+                    server.arrived.set()
+                    server.release.wait(30)
+                now = time.time()
+                server.requests.append(now)
+                expiry = int(now) + CRED_LIFE
+                server.expirations.append(expiry)
+                body = json.dumps({
+                    "AccessKeyId": server.access, "SecretAccessKey": server.secret,
+                    "Token": "session-" + secrets.token_hex(8),
+                    "Expiration": datetime.datetime.fromtimestamp(expiry, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return H
+
+
+@pytest.fixture
+def creds(world: World, tmp_path: Path) -> Iterator[tuple[CredServer, dict[str, str]]]:
+    access, secret = sandbox_keys(world)
+    auth = "pgiam-test-" + secrets.token_hex(8)
+    cs = CredServer(access, secret, auth)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), cs.handler())
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    token_file = tmp_path / "eks-pod-identity-token"
+    token_file.write_text(auth)
+    env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{httpd.server_address[1]}/v1/credentials",
+           "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token_file)}
+    try:
+        yield cs, env
+    finally:
+        cs.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@dataclass
+class Pod:
+    """A headless layout: config from a ConfigMap-style symlink, outputs and state in a shared volume."""
+
+    config: Path
+    shared: Path
+    env: dict[str, str]
+
+    @property
+    def pgpass(self) -> Path:
+        return self.shared / "pgpass"
+
+    @property
+    def service_file(self) -> Path:
+        return self.shared / "pg_service.conf"
+
+    def token(self) -> str:
+        (tok,) = pgpass.parse_tokens(self.pgpass.read_text()).values()
+        return tok
+
+    def psql(self, service: str = "app") -> subprocess.CompletedProcess[str]:
+        e = {k: v for k, v in self.env.items() if not k.startswith("AWS_")}
+        return subprocess.run(["psql", f"service={service}", "-XAtqc", "select current_user"],
+                              env=dict(e, PGCONNECT_TIMEOUT="10"), capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+
+def make_pod(world: World, tmp_path: Path, extra_env: dict[str, str], config_text: str | None = None) -> Pod:
+    i = info(world)
+    host = i["endpoint"].rsplit(":", 1)[0]
+    # A ConfigMap mount: config.toml -> ..data/config.toml -> ..2026_11_30/config.toml
+    cm = tmp_path / "configmap"
+    (cm / "..2026_11_30").mkdir(parents=True)
+    (cm / "..2026_11_30" / "config.toml").write_text(config_text or f"""\
+[services.app]
+host = "{host}"
+port = 5432
+user = "pgiam_sandbox"
+dbname = "postgres"
+region = "us-east-1"
+via = "127.0.0.1:{i['local_port']}"
+sslrootcert = "{i['ca_file']}"
+""")
+    (cm / "..data").symlink_to("..2026_11_30")
+    (cm / "config.toml").symlink_to("..data/config.toml")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # an emptyDir is world-writable
+    env = {k: v for k, v in world.env.items() if not k.startswith(("XDG_", "AWS_"))}
+    env.update(HOME=str(tmp_path / "no-such-home"), PGIAM_CONFIG=str(cm / "config.toml"), PGIAM_STATE_DIR=str(shared),
+               PGPASSFILE=str(shared / "pgpass"), PGSERVICEFILE=str(shared / "pg_service.conf"),
+               AWS_EC2_METADATA_DISABLED="true", **extra_env)
+    return Pod(cm / "config.toml", shared, env)
+
+
+class NotifySocket:
+    """A stand-in for systemd's notification socket (abstract namespace, as systemd itself uses)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if path is None:
+            self.name = f"@pgiam-test-{os.getpid()}-{secrets.token_hex(4)}"
+            self.sock.bind(b"\0" + self.name[1:].encode())
+        else:  # a socket file, as NOTIFY_SOCKET=/run/systemd/notify
+            self.name = str(path)
+            self.sock.bind(self.name)
+
+    def until(self, key: str, timeout: float) -> dict[str, str]:
+        """The next message carrying `key` (e.g. READY); fails after `timeout` seconds without one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {key}= message from pgiam run in {timeout} s")
+            self.sock.settimeout(left)
+            msg = self.sock.recv(4096).decode()
+            fields = dict(line.split("=", 1) for line in msg.splitlines())
+            if key in fields:
+                return fields
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Log:
+    """pgiam run's stderr, line by line, read by a thread; wait for a line by its content."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.q: queue.Queue[str | None] = queue.Queue()
+        assert proc.stderr is not None
+        stream = proc.stderr
+
+        def pump() -> None:
+            for line in stream:
+                self.lines.append(line)
+                self.q.put(line)
+            self.q.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def until(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no log line with {needle!r} in {timeout} s:\n{''.join(self.lines)}") from None
+            if line is None:
+                raise AssertionError(f"pgiam run ended before logging {needle!r}:\n{''.join(self.lines)}")
+            if needle in line:
+                return line
+
+
+def start(pod: Pod, notify: NotifySocket | None, *argv: str) -> subprocess.Popen[str]:
+    env = dict(pod.env, **({"NOTIFY_SOCKET": notify.name} if notify else {}))
+    return subprocess.Popen([sys.executable, "-m", "pgiam", "run", *argv], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def signal_delivered(pid: int, sig: int, timeout: float = 10) -> None:
+    """Wait until `sig` is no longer pending for `pid` (the kernel handed it to the process)."""
+    bit = 1 << (sig - 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        pending = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+        if not any(p & bit for p in pending):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"signal {sig} still pending for pid {pid}")
+
+
+def test_ready_renews_before_short_credentials_expire_and_stops_cleanly(
+        world: World, tmp_path: Path, creds: tuple[CredServer, dict[str, str]]) -> None:
+    """The issue's done-when: READY=1 after a token psql accepts; renewed before two-minute credentials
+    expire; SIGTERM during a renewal lets it finish and exits 0 with both files intact."""
+    cs, cred_env = creds
+    pod = make_pod(world, tmp_path, cred_env)
+    notify = NotifySocket()
+    proc = start(pod, notify)
+    log = Log(proc)
+    try:
+        ready = notify.until("READY", timeout=60)
+        assert ready["READY"] == "1" and "1 of 1 service(s) fresh" in ready["STATUS"]
+        p = pod.psql()
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip() == "pgiam_sandbox"
+        t1 = tokeninfo.decode(pod.token())
+        assert t1.session_token  # signed with the container provider's temporary credentials
+        first_expiry = max(cs.expirations)
+        state = json.loads((pod.shared / "pgiam" / "state.json").read_text())["services"]["app"]
+        assert state["expires"] <= first_expiry <= t1.signed_at + CRED_LIFE + 1  # the credentials end it, not 900 s
+        assert stat.S_IMODE(os.stat(pod.shared / "pgiam").st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(pod.pgpass).st_mode) == 0o600
+
+        # Renewed before the credentials that signed t1 expire (half-way through their two minutes).
+        log.until("app: renewed", timeout=30)  # the first write
+        log.until("app: renewed", timeout=CRED_LIFE)
+        t2 = tokeninfo.decode(pod.token())
+        assert t2.signed_at > t1.signed_at
+        assert t2.signed_at < state["expires"], "renewed only after the credentials had expired"
+        p = pod.psql()
+        assert p.returncode == 0, p.stderr
+
+        # No spinning: the credential fetches come in one burst per renewal (botocore refreshes credentials
+        # that are inside its 15-minute advisory window each time they are read: two or three per mint).
+        bursts = [t for i, t in enumerate(cs.requests) if i == 0 or t - cs.requests[i - 1] > 5]
+        assert len(bursts) == 2 and len(cs.requests) <= 6, cs.requests
+
+        # SIGTERM while the next renewal is fetching credentials: the write finishes, then exit 0.
+        before = len(cs.requests)
+        cs.hold.set()
+        assert cs.arrived.wait(CRED_LIFE), "the daemon never came back for new credentials"
+        proc.send_signal(signal.SIGTERM)
+        signal_delivered(proc.pid, signal.SIGTERM)
+        cs.release.set()
+        assert proc.wait(60) == 0
+        assert len(cs.requests) > before
+        t3 = tokeninfo.decode(pod.token())
+        assert t3.signed_at > t2.signed_at
+        assert "[app]" in pod.service_file.read_text()
+        p = pod.psql()
+        assert p.returncode == 0, p.stderr
+        assert proc.stdout is not None and proc.stdout.read() == ""
+        log.until("stopping (SIGTERM)", timeout=10)
+        err = "".join(log.lines)
+        stop = next(i for i, line in enumerate(log.lines) if "stopping (SIGTERM)" in line)
+        assert "app: renewed" in log.lines[stop - 1]  # the renewal in progress was written first
+        assert sum("app: renewed" in line for line in log.lines) == 3
+        for secret in (pod.token(), cs.secret, cs.auth, "X-Amz-Signature", "session-"):
+            assert secret not in err
+        assert all(line.startswith("pgiam: ") for line in log.lines)
+        assert cs.refused == 0
+    finally:
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_invalid_config_at_start_is_an_exit_not_a_loop(world: World, tmp_path: Path) -> None:
+    pod = make_pod(world, tmp_path, {}, config_text="[services.app]\nhost = \n")
+    p = subprocess.run([sys.executable, "-m", "pgiam", "run"], env=pod.env, capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 3, p.stderr
+    assert str(pod.config) in p.stderr and p.stderr.startswith("pgiam: ")
+    assert not pod.pgpass.exists()
+
+
+def test_sighup_rereads_the_config(world: World, tmp_path: Path, creds: tuple[CredServer, dict[str, str]]) -> None:
+    """A second service added to the ConfigMap is written after SIGHUP, without a restart; WATCHDOG=1 pings."""
+    cs, cred_env = creds
+    pod = make_pod(world, tmp_path, cred_env)
+    notify = NotifySocket()
+    pod.env["WATCHDOG_USEC"] = "400000"  # systemd's WatchdogSec=0.4s: a ping every 0.2 s
+    proc = start(pod, notify)
+    log = Log(proc)
+    try:
+        notify.until("READY", timeout=60)
+        assert notify.until("WATCHDOG", timeout=10)["WATCHDOG"] == "1"
+        target = pod.config.resolve()
+        target.write_text(target.read_text() + target.read_text().replace("[services.app]", "[services.app2]"))
+        proc.send_signal(signal.SIGHUP)
+        log.until("reloaded", timeout=30)
+        log.until("app2: renewed", timeout=60)
+        assert "[app2]" in pod.service_file.read_text()
+        p = pod.psql("app2")
+        assert p.returncode == 0, p.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_failed_bundle_download_never_stops_token_renewal(world: World, tmp_path: Path,
+                                                         creds: tuple[CredServer, dict[str, str]]) -> None:
+    """A managed CA bundle a week old is checked; its download fails; tokens are still written and READY sent."""
+    cs, cred_env = creds
+    i = info(world)
+    host = i["endpoint"].rsplit(":", 1)[0]
+    shared_pgiam = tmp_path / "shared" / "pgiam"
+    bundle = shared_pgiam / "certs" / "rds-aws.pem"
+    config = f"""\
+[services.app]
+host = "{host}"
+port = 5432
+user = "pgiam_sandbox"
+dbname = "postgres"
+region = "us-east-1"
+via = "127.0.0.1:{i['local_port']}"
+sslrootcert = "{bundle}"
+"""
+    pod = make_pod(world, tmp_path, cred_env, config_text=config)
+    bundle.parent.mkdir(parents=True, mode=0o700)
+    os.chmod(shared_pgiam, 0o700)
+    bundle.write_bytes(Path(i["ca_file"]).read_bytes())  # the sandbox CA stands in for the RDS bundle
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(bundle, (week_ago, week_ago))
+    with socket.socket() as s:  # a port nobody listens on: the download fails at once
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    (bundle.parent / "sources.json").write_text(json.dumps({"version": 1, "sources": {"aws": f"https://127.0.0.1:{dead}/global-bundle.pem"}}))
+    short = Path(tempfile.mkdtemp(prefix="pgiam-notify-", dir="/tmp"))  # sun_path holds 108 bytes
+    notify = NotifySocket(short / "notify")
+    proc = start(pod, notify)
+    log = Log(proc)
+    try:
+        notify.until("READY", timeout=60)
+        line = log.until("CA bundle", timeout=60)
+        assert "keeping the current one" in line
+        p = pod.psql()
+        assert p.returncode == 0, p.stderr
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        notify.close()
+        shutil.rmtree(short, ignore_errors=True)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_web_identity_signs_with_sts_credentials(tmp_path: Path, moto_url: str) -> None:
+    """IRSA: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN through botocore's chain, against moto's STS."""
+    from tests.e2e.conftest import make_world
+
+    w = make_world(tmp_path / "home")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[services.app]\nhost = "db.cluster-abc.us-west-2.rds.amazonaws.com"\nuser = "app"\n'
+                   f'sslrootcert = "{ca}"\n')
+    jwt = tmp_path / "token"
+    jwt.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YXBwOmFwcCJ9.c2ln")
+    env = {k: v for k, v in w.env.items() if not k.startswith(("XDG_", "AWS_"))}
+    env.update(HOME=str(tmp_path / "no-home"), PGIAM_CONFIG=str(cfg), PGIAM_STATE_DIR=str(shared),
+               PGPASSFILE=str(shared / "pgpass"), PGSERVICEFILE=str(shared / "pg_service.conf"),
+               AWS_WEB_IDENTITY_TOKEN_FILE=str(jwt), AWS_ROLE_ARN="arn:aws:iam::123456789012:role/app",
+               AWS_ROLE_SESSION_NAME="pgiam-test", AWS_ENDPOINT_URL_STS=moto_url, AWS_DEFAULT_REGION="us-west-2",
+               AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    p = subprocess.run([sys.executable, "-m", "pgiam", "run", "--once"], env=env, capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert "app: renewed" in p.stderr
+    (tok,) = pgpass.parse_tokens((shared / "pgpass").read_text()).values()
+    t = tokeninfo.decode(tok)
+    assert t.session_token and t.host == "db.cluster-abc.us-west-2.rds.amazonaws.com"
+    assert "X-Amz-Credential=ASIA" in tok  # moto's temporary key, not a static one
+    state = json.loads((shared / "pgiam" / "state.json").read_text())["services"]["app"]
+    assert state["expires"] <= t.signed_at + 900
+    assert tok not in p.stderr and tok not in p.stdout
+
+
+# ---------------------------------------------------------------- the schedule, in process (clock and minter injected)
+
+
+def _daemon(home: Path, mint: Minter, clock: list[float]) -> tuple[Daemon, list[str]]:
+
+    ca = home / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    cfg = Paths.from_env().config_file
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text("".join(f'[services.s{i}]\nhost = "db{i}.cluster-abc.us-west-2.rds.amazonaws.com"\nuser = "u"\n'
+                           f'sslrootcert = "{ca}"\n' for i in range(2)))
+    lines: list[str] = []
+    return Daemon(Paths.from_env(), lines.append, mint, Notifier({}), clock=lambda: clock[0], rng=Random(7)), lines
+
+
+def test_schedule_short_credentials_jitter_and_backoff(home: Path) -> None:
+    """Credentials living 100 s (less than the 300 s margin): renewed half-way, plus a jitter that
+    differs per service and stays within a fifth of the time left; failures back off 60 s, 120 s, ...;
+    never a wake sooner than a second."""
+    from pgiam import freshness, token
+    from pgiam.errors import AuthError
+
+    clock = [time.time()]
+    fail = [False]
+
+    def mint(svc: Service) -> token.Minted:
+        if fail[0]:
+            raise AuthError("no credentials", "log in")
+        m = token.mint(svc)  # real botocore signing with the test's dummy keys
+        return token.Minted(m.token, m.minted_at, m.minted_at + 100)  # the credentials end it at 100 s
+
+    d, lines = _daemon(home, mint, clock)
+    assert d.cycle() == 0
+    minted = clock[0]
+    assert minted + 50 - 1 <= d.wake <= minted + 50 + 100 / 2 / 5 + 1
+    offsets = sorted(d.jitter.values())
+    assert len(offsets) == 2 and offsets[0] != offsets[1]
+    assert sum("renewed" in line for line in lines) == 2
+
+    # Nothing due before the wake: a cycle mints nothing.
+    clock[0] = minted + 40
+    assert d.cycle() == 0 and sum("renewed" in line for line in lines) == 2
+
+    # Due, and the credentials fail: retry after 60 s, then 120 s; the wake is never now.
+    fail[0] = True
+    clock[0] = d.wake + 0.5
+    assert d.cycle() != 0
+    first = d.wake - clock[0]
+    assert freshness.RETRY_AFTER - 1 <= first <= freshness.RETRY_AFTER + 1
+    clock[0] = d.wake + 0.5
+    d.cycle()
+    assert 2 * freshness.RETRY_AFTER - 1 <= d.wake - clock[0] <= 2 * freshness.RETRY_AFTER + 1
+    assert any("no credentials" in line for line in lines)
+
+    # Back to working credentials: renewed at the next wake.
+    fail[0] = False
+    clock[0] = d.wake + 0.5
+    assert d.cycle() == 0
+    assert sum("renewed" in line for line in lines) == 4
