@@ -123,7 +123,7 @@ def man_fields(command: str) -> set[str]:
     """The `.TP/.B field` names under `.SS "pgiam COMMAND ... --json"` (or `--format json`)."""
     m = re.search(rf"^\.SS \"pgiam {re.escape(command)} [^\"]*json\"\n(.*?)(?=^\.SS |\Z)", man_json_section(), re.M | re.S)
     assert m, f"JSON OUTPUT has no .SS \"pgiam {command} --json\" subsection"
-    return set(re.findall(r"^\.TP\n\.B ([a-z_.-]+)$", m.group(1), re.M))
+    return set(re.findall(r"^\.TP\n\.B ([A-Za-z_.-]+)$", m.group(1), re.M))  # env's PGHOST...: libpq's names
 
 
 def test_man_json_output_describes_the_envelope() -> None:
