@@ -93,7 +93,7 @@ def test_an_assumed_role_is_shared_with_the_aws_cli(tmp_path: Path, moto_url: st
         "[src]\naws_access_key_id = AKIAPGIAMSOURCEKEY01\naws_secret_access_key = pgiamSourceSecret/ExampleOnly0123456789ab\n")
     w.env["AWS_ENDPOINT_URL_STS"] = moto_url
     ca = tmp_path / "ca.pem"
-    ca.write_text("unused\n")
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # unused, but add checks it is PEM
     w.pgiam("add", "prod", "--host", HOST, "--user", "alice", "--profile", "dbrole", "--sslrootcert", str(ca))
     cache = w.home / ".aws" / "cli" / "cache"
     assert len(list(cache.glob("*.json"))) == 1
