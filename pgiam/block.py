@@ -77,6 +77,19 @@ def split(text: str, begin_line: str, end_line: str, what: str = "the file") -> 
     return Split(block, "".join(foreign))
 
 
+def marked_range(all_lines: list[str], begin_line: str, end_line: str) -> tuple[int, int] | None:
+    """1-based first and last line of pgiam's block (markers included) in `lines(text)`, or None."""
+    for i, line in enumerate(all_lines):
+        if _is(line, begin_line):
+            for j in range(i + 1, len(all_lines)):
+                if _is(all_lines[j], end_line):
+                    return i + 1, j + 1
+                if _is(all_lines[j], begin_line):
+                    return None
+            return None
+    return None
+
+
 def _is(line: str, marker: str) -> bool:
     """Is `line` exactly the marker line (with `\\n`, `\\r\\n` or no line ending)?"""
     if line.endswith("\r\n"):

@@ -119,7 +119,8 @@ def _pgpass_token(text: str, host: str, port: str, user: str) -> str | None:
     """The token of pgiam's block for host:port:user, as pgiam.pgpass.parse_tokens reads it (the first
     block's first line for the key); None also for a damaged file, which the full path reports."""
     raw = text.split("\n")
-    marks = [ln[:-1] if ln.endswith("\r") else ln for ln in raw]  # pgiam.block: one line ending, no more
+    # pgiam.block compares a marker without its line ending: `\n` or `\r\n` (a last line has none)
+    marks = [ln[:-1] if ln.endswith("\r") and k < len(raw) - 1 else ln for k, ln in enumerate(raw)]
     found: str | None = None
     first = True
     i = 0

@@ -13,10 +13,7 @@ from typing import NamedTuple
 
 from pgiam import block
 
-# The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block); these prefixes are kept for
-# callers that only look for where a marker might be.
-BEGIN = "# BEGIN pgiam"
-END = "# END pgiam"
+# The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block).
 WHAT = "the password file"  # named in a damaged-block error; pgiam.store names the path
 BEGIN_LINE = (
     "# BEGIN pgiam: IAM tokens managed by pgiam, rewritten on every refresh. "

@@ -13,10 +13,7 @@ from dataclasses import dataclass
 
 from pgiam import block
 
-# The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block); these prefixes are kept for
-# callers that only look for where a marker might be.
-BEGIN = "# BEGIN pgiam"
-END = "# END pgiam"
+# The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block).
 WHAT = "the service file"  # named in a damaged-block error; pgiam.store names the path
 BEGIN_LINE = (
     "# BEGIN pgiam: services managed by pgiam, rewritten from its config (see `pgiam list`). "

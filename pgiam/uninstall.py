@@ -91,8 +91,8 @@ def _changes(paths: Paths, path: Path) -> tuple[bytes, bytes] | None:
     if data is None:
         return None
     text = data.decode("utf-8", "surrogateescape")
-    begin, end = (pgpass.BEGIN, pgpass.END) if path == paths.pgpass else (servicefile.BEGIN, servicefile.END)
-    foreign = block.split(text, begin, end).foreign
+    mod = pgpass if path == paths.pgpass else servicefile
+    foreign = block.split(text, mod.BEGIN_LINE, mod.END_LINE, str(path)).foreign
     return None if foreign == text else (data, foreign.encode("utf-8", "surrogateescape"))
 
 

@@ -71,22 +71,10 @@ class Section:
         return next((v for k, v, _ in self.keys if k == key), None)
 
 
-def _managed_ranges(all_lines: list[str], begin: str, end: str) -> tuple[int, int] | None:
-    """1-based first and last line of pgiam's block (markers included), or None."""
-    start = None
-    for i, ln in enumerate(all_lines, start=1):
-        body = ln.rstrip("\r\n")
-        if start is None and body.startswith(begin):
-            start = i
-        elif start is not None and body.startswith(end):
-            return start, i
-    return None
-
-
 def find_section(path: Path, text: str, name: str) -> Section | None:
     """The first `[name]` section of `text`, read the way libpq's parseServiceFile does."""
     all_lines = block.lines(text)
-    rng = _managed_ranges(all_lines, servicefile.BEGIN, servicefile.END)
+    rng = block.marked_range(all_lines, servicefile.BEGIN_LINE, servicefile.END_LINE)
     found: Section | None = None
     keys: list[tuple[str, str, int]] = []
     for i, raw in enumerate(all_lines, start=1):
@@ -141,7 +129,7 @@ class PgpassMatch:
 def first_match(text: str, host: str, port: str, dbname: str, user: str) -> PgpassMatch | None:
     """The first ~/.pgpass line libpq's passwordFromFile would take for these values."""
     all_lines = block.lines(text)
-    rng = _managed_ranges(all_lines, pgpass.BEGIN, pgpass.END)
+    rng = block.marked_range(all_lines, pgpass.BEGIN_LINE, pgpass.END_LINE)
     for i, raw in enumerate(all_lines, start=1):
         line = raw.rstrip("\n")
         if line.endswith("\r"):
@@ -245,7 +233,8 @@ def check_environment(name: str, sec: Section | None, env: Mapping[str, str], ho
     if seen:
         out.append(ok("env.override", f"{', '.join(seen)} set, but the entry's own host, port, user, sslmode and "
                       "sslrootcert win for `service=" + name + "`"))
-    for var, default, label in (("PGPASSFILE", home / ".pgpass", "tokens"), ("PGSERVICEFILE", home / ".pg_service.conf", "services")):
+    for var, default, label, marker in (("PGPASSFILE", home / ".pgpass", "tokens", pgpass.BEGIN_LINE),
+                                        ("PGSERVICEFILE", home / ".pg_service.conf", "services", servicefile.BEGIN_LINE)):
         value = env.get(var)
         if not value or Path(value) == default:
             continue
@@ -253,7 +242,7 @@ def check_environment(name: str, sec: Section | None, env: Mapping[str, str], ho
             theirs = default.read_text(errors="replace")
         except OSError:
             continue
-        if "# BEGIN pgiam" in theirs:
+        if marker in theirs:
             out.append(warn("env.files", f"{var}={value}, but {default} also holds pgiam's {label}: a pgiam run "
                             f"without {var} (a timer, a hook in another shell) writes there, not where libpq reads",
                             f"set {var} the same way everywhere pgiam runs, or unset it"))

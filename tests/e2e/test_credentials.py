@@ -30,7 +30,7 @@ from tests.tools import require_tool
 pytestmark = pytest.mark.e2e
 
 HOST = "db.cluster-abc123.us-west-2.rds.amazonaws.com"
-NOREGION_HOST = "db.example.internal"  # no region in the name: --region is the only source
+NOREGION_HOST = "db.cluster-abc123.us-west-2.rds.amazonaws.com"  # the profile has no region: only the service has one
 SRC_KEY = "AKIAPGIAMSOURCEKEY01"
 SRC_SECRET = "pgiamSourceSecret/ExampleOnly0123456789ab"
 P1_KEY = "AKIAPGIAMPROFILEONE1"
@@ -142,7 +142,7 @@ def aws_world(tmp_path: Path, sts_url: str | None = None) -> World:
     w.env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{closed_port()}"
     w.env.pop("AWS_DEFAULT_REGION", None)
     w.env.pop("AWS_REGION", None)
-    (tmp_path / "ca.pem").write_text("unused: libpq is not involved\n")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # unused (no libpq here), but add checks it is PEM
     return w
 
 
