@@ -76,7 +76,7 @@ def setup_services(home: Path, n: int) -> dict[str, str]:
     home.mkdir(parents=True)
     env = make_env(home)
     ca = home / "ca.pem"
-    ca.write_text("placeholder: benchmarks never connect\n")
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # PEM-shaped (add checks); never used
     for i in range(n):
         subprocess.run([*pgiam_cmd(), "add", f"svc{i}", "--host", HOST, "--port", str(5432 + i), "--user", "bench",
                         "--sslrootcert", str(ca), "--no-refresh"], env=env, check=True, capture_output=True)

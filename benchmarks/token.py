@@ -101,7 +101,7 @@ def main() -> None:
         home.mkdir()
         env = make_env(home)
         ca = home / "ca.pem"
-        ca.write_text("placeholder: the benchmark never connects\n")
+        ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # PEM-shaped (add checks); never used
         subprocess.run([str(pgiam), "add", "svc", "--host", HOST, "--user", "bench", "--sslrootcert", str(ca)],
                        env=env, check=True, capture_output=True)
         subprocess.run([str(pgiam), "token", "svc"], env=env, check=True, capture_output=True)  # writes the index
