@@ -197,3 +197,28 @@ def test_a_schema_rejects_a_sentinel_or_a_missing_field() -> None:
     bad["services"][0]["endpoint"] = "x:1"
     with pytest.raises(jsonschema.ValidationError):
         validate(bad, "list.schema.json")
+
+
+def test_doctor_report_validates_and_an_empty_fix_is_null() -> None:
+    from pgiam.doctor import Check, DoctorReport, ServiceDiagnosis, fail, ok, warn
+
+    report = DoctorReport((ok("libpq.version", "libpq 16.4"),),
+                          (ServiceDiagnosis("prod", (warn("tls.ca", "expires soon", "pgiam certs update"),
+                                                     Check("net.tcp", "FAIL", "refused", ""))),
+                           ServiceDiagnosis("ok", (ok("login", "logged in"),))))
+    out = report.to_json()
+    validate(out, "doctor.schema.json")
+    assert (out["ok"], [s["ok"] for s in out["services"]]) == (False, [False, True])
+    assert [c["fix"] for c in out["services"][0]["checks"]] == ["pgiam certs update", None]
+    assert fail("x.y", "m").to_json()["fix"] is None
+
+
+def test_discover_report_validates_with_nulls() -> None:
+    from pgiam.discover import DiscoverReport, Endpoint, ScanWarning
+
+    ep = Endpoint("px-ro", "proxy-endpoint", "px-ro.endpoint.proxy-x.us-east-1.rds.amazonaws.com", 5432, True, None,
+                  None, "us-east-1", "px-ro", "postgres", "READ_ONLY")
+    w = ScanWarning(None, "us-east-1", "dsql:ListClusters", "could not connect", 8)
+    out = DiscoverReport((ep,), (w,), calls_ok=3).to_json()
+    validate(out, "discover.schema.json")
+    assert (out["exit_code"], out["endpoints"][0]["ca_identifier"], out["endpoints"][0]["resource_arn"]) == (1, None, None)
