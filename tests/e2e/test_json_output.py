@@ -42,7 +42,20 @@ def two_services(world: World) -> World:
     return world
 
 
-@pytest.mark.parametrize("command", ["list", "status", "certs status", "sandbox status", "timer status"])
+READ = ["list", "status", "certs status", "sandbox status", "timer status"]
+VALIDATED_BELOW = {"refresh", "doctor", "discover"}
+
+
+def test_every_json_flag_is_validated_here() -> None:
+    """A new --json output needs a test in this file: the parser's --json commands are the ones exercised."""
+    from tests.unit.test_docs_drift import PARSERS
+
+    with_json = {" ".join(path) for path, parser in PARSERS.items()
+                 if any("--json" in a.option_strings for a in parser._actions)}
+    assert with_json == set(READ) | VALIDATED_BELOW
+
+
+@pytest.mark.parametrize("command", READ)
 def test_read_command_output_validates(two_services: World, command: str) -> None:
     out = run_json(two_services, command)
     assert out["schema"] == 1 and out["command"] == command
