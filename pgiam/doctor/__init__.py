@@ -26,7 +26,8 @@ class Check:
     fix: str | None = None
 
     def to_json(self) -> JSON:
-        return {"id": self.id, "status": self.status, "message": self.message, "fix": self.fix}
+        # an empty fix is no fix: null, never "" (the doctor.schema.json contract)
+        return {"id": self.id, "status": self.status, "message": self.message, "fix": self.fix or None}
 
 
 def ok(id: str, message: str) -> Check:

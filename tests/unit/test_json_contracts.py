@@ -61,6 +61,18 @@ def test_every_read_command_has_a_schema_file() -> None:
     assert EXPECTED <= stems, f"missing {sorted(EXPECTED - stems)}"
 
 
+def test_every_json_flag_has_a_schema_file() -> None:
+    """Every command with a --json flag, taken from the real parser, ships its schema file (doctor and
+    discover were added without one in the common format)."""
+    from tests.unit.test_docs_drift import PARSERS
+
+    with_json = {"-".join(path) for path, parser in PARSERS.items()
+                 if any("--json" in a.option_strings for a in parser._actions)}
+    stems = {n.removesuffix(".schema.json") for n in SCHEMAS}
+    assert {"doctor", "discover", "timer-status"} <= with_json
+    assert with_json <= stems, f"--json without a schema file: {sorted(with_json - stems)}"
+
+
 @pytest.mark.parametrize("name", SCHEMAS)
 def test_schema_is_valid_draft_2020_12(name: str) -> None:
     s = load(name)
@@ -197,3 +209,28 @@ def test_a_schema_rejects_a_sentinel_or_a_missing_field() -> None:
     bad["services"][0]["endpoint"] = "x:1"
     with pytest.raises(jsonschema.ValidationError):
         validate(bad, "list.schema.json")
+
+
+def test_doctor_report_validates_and_an_empty_fix_is_null() -> None:
+    from pgiam.doctor import Check, DoctorReport, ServiceDiagnosis, fail, ok, warn
+
+    report = DoctorReport((ok("libpq.version", "libpq 16.4"),),
+                          (ServiceDiagnosis("prod", (warn("tls.ca", "expires soon", "pgiam certs update"),
+                                                     Check("net.tcp", "FAIL", "refused", ""))),
+                           ServiceDiagnosis("ok", (ok("login", "logged in"),))))
+    out = report.to_json()
+    validate(out, "doctor.schema.json")
+    assert (out["ok"], [s["ok"] for s in out["services"]]) == (False, [False, True])
+    assert [c["fix"] for c in out["services"][0]["checks"]] == ["pgiam certs update", None]
+    assert fail("x.y", "m").to_json()["fix"] is None
+
+
+def test_discover_report_validates_with_nulls() -> None:
+    from pgiam.discover import DiscoverReport, Endpoint, ScanWarning
+
+    ep = Endpoint("px-ro", "proxy-endpoint", "px-ro.endpoint.proxy-x.us-east-1.rds.amazonaws.com", 5432, True, None,
+                  None, "us-east-1", "px-ro", "postgres", "READ_ONLY")
+    w = ScanWarning(None, "us-east-1", "dsql:ListClusters", "could not connect", 8)
+    out = DiscoverReport((ep,), (w,), calls_ok=3).to_json()
+    validate(out, "discover.schema.json")
+    assert (out["exit_code"], out["endpoints"][0]["ca_identifier"], out["endpoints"][0]["resource_arn"]) == (1, None, None)
