@@ -42,8 +42,8 @@ def decode(token: str) -> TokenInfo:
     """Parse `token`; raise TokenDecodeError (without the token in the message) when it is not one."""
     if not token or any(c.isspace() for c in token):
         raise TokenDecodeError("not an IAM token: empty or contains whitespace")
-    parts = urlsplit("https://" + token)
     try:
+        parts = urlsplit("https://" + token)  # raises ValueError itself for an unbalanced "[" (IPv6 syntax)
         host = parts.hostname or ""
         port = parts.port
     except ValueError:
