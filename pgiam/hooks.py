@@ -77,7 +77,8 @@ def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file:
 # 1. next-due missing or unreadable, or not yet due: no process at all (a stat and a read).
 # 2. due but within the margin: the token still works, refresh in the background, detached.
 # 3. past due + margin: the token has expired, refresh synchronously so the next psql works.
-# 4. the notice file (written by a failed refresh) is printed once per shell per text.
+# 4. the notice file (written by a failed refresh) is printed once per shell per text, without control
+#    characters (bash/zsh: ${line//[[:cntrl:]]/}; fish: string replace -ra '[[:cntrl:]]' '').
 # Templates use str.format: literal braces are doubled.
 
 _BASH = """\
@@ -109,6 +110,8 @@ _BASH = """\
   fi
   if [[ -r {notice} ]]; then
     read -r line < {notice}
+    # No control character reaches the terminal (a planted notice could hold escape sequences).
+    line=${{line//[[:cntrl:]]/}}
     # Show each notice text once per shell, not at every prompt.
     if [[ -n $line && $line != "${{__pgiam_notice-}}" ]]; then
       __pgiam_notice=$line
@@ -166,6 +169,8 @@ zmodload zsh/datetime 2>/dev/null
   fi
   if [[ -r {notice} ]]; then
     read -r line < {notice}
+    # No control character reaches the terminal (a planted notice could hold escape sequences).
+    line=${{line//[[:cntrl:]]/}}
     # Show each notice text once per shell, not at every prompt.
     if [[ -n $line && $line != "${{__pgiam_notice-}}" ]]; then
       typeset -g __pgiam_notice=$line
@@ -234,6 +239,9 @@ if path mtime --relative / >/dev/null 2>/dev/null
         end
         if test -r {notice}
             read -l line < {notice}
+            # No control character reaches the terminal (a planted notice could hold escape sequences);
+            # "$line" quoted: always one argument, so `string` never reads stdin.
+            set line (string replace -ra '[[:cntrl:]]' '' -- "$line")
             # Show each notice text once per shell, not at every prompt.
             if test -n "$line"; and test "$line" != "$__pgiam_notice"
                 set -g __pgiam_notice $line

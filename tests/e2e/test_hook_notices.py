@@ -102,8 +102,6 @@ def test_every_failure_class_reaches_the_prompt_once(tmp_path: Path, shell: str,
     assert lines[0].startswith("pgiam: ") and expected in lines[0], (lines, expected)
 
 
-@pytest.mark.xfail(strict=True, reason="needs pgiam/hooks.py to strip control characters when printing the notice "
-                                       "(bash/zsh: ${line//[[:cntrl:]]/}; fish: string replace -ra '[[:cntrl:]]' '')")
 @pytest.mark.parametrize("shell", list(COMMAND))
 def test_notice_printed_without_control_characters(tmp_path: Path, shell: str) -> None:
     """Issue 11 (5): a notice file holding escape sequences (written by anything but pgiam, which strips
