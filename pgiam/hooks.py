@@ -79,14 +79,24 @@ def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file:
 # 3. past due + margin: the token has expired, refresh synchronously so the next psql works.
 # 4. the notice file (written by a failed refresh) is printed once per shell per text, without control
 #    characters (bash/zsh: ${line//[[:cntrl:]]/}; fish: string replace -ra '[[:cntrl:]]' '').
+# 5. a relative PGPASSFILE / PGSERVICEFILE (refused by pgiam before a refresh could leave a notice): said
+#    once per text by the hook itself, and no refresh is started.
 # Templates use str.format: literal braces are doubled.
 
 _BASH = """\
 # pgiam prompt hook for bash 4.2+: eval "$(pgiam hook bash)" in ~/.bashrc.
 # Builtins only at each prompt: [[ -r ]] is one stat, `read < file` forks nothing.
 {hook}() {{
-  local __pgiam_s=$? due= now= line=
-  if [[ -r {due} ]]; then
+  local __pgiam_s=$? due= now= line= rel=
+  # pgiam refuses a relative PGPASSFILE / PGSERVICEFILE (libpq would resolve it in whatever directory the
+  # shell is in) before any refresh can leave a notice: the hook says it itself, once per text.
+  if [[ -n ${{PGPASSFILE-}} && $PGPASSFILE != /* ]]; then rel="PGPASSFILE=$PGPASSFILE"; fi
+  if [[ -n ${{PGSERVICEFILE-}} && $PGSERVICEFILE != /* ]]; then rel="${{rel:+$rel, }}PGSERVICEFILE=$PGSERVICEFILE"; fi
+  if [[ $rel != "${{__pgiam_rel-}}" ]]; then
+    __pgiam_rel=$rel
+    if [[ -n $rel ]]; then printf 'pgiam: %s: a relative path, so pgiam renews no token; export it as an absolute path\n' "${{rel//[[:cntrl:]]/}}" >&2; fi
+  fi
+  if [[ -z $rel && -r {due} ]]; then
     read -r due < {due}
     # Only digits: anything else (a half-written or foreign file) is ignored, not evaluated.
     if [[ -n $due && $due != *[!0-9]* ]]; then
@@ -147,8 +157,16 @@ _ZSH = """\
 zmodload zsh/datetime 2>/dev/null
 {hook}() {{
   emulate -L zsh
-  local due= now= line=
-  if [[ -r {due} ]]; then
+  local due= now= line= rel=
+  # pgiam refuses a relative PGPASSFILE / PGSERVICEFILE (libpq would resolve it in whatever directory the
+  # shell is in) before any refresh can leave a notice: the hook says it itself, once per text.
+  if [[ -n ${{PGPASSFILE-}} && $PGPASSFILE != /* ]]; then rel="PGPASSFILE=$PGPASSFILE"; fi
+  if [[ -n ${{PGSERVICEFILE-}} && $PGSERVICEFILE != /* ]]; then rel="${{rel:+$rel, }}PGSERVICEFILE=$PGSERVICEFILE"; fi
+  if [[ $rel != "${{__pgiam_rel-}}" ]]; then
+    typeset -g __pgiam_rel=$rel
+    if [[ -n $rel ]]; then print -r -u2 -- "pgiam: ${{rel//[[:cntrl:]]/}}: a relative path, so pgiam renews no token; export it as an absolute path"; fi
+  fi
+  if [[ -z $rel && -r {due} ]]; then
     read -r due < {due}
     # Only digits (<-> is zsh's number pattern): a half-written or foreign file is ignored.
     if [[ $due == <-> && -n ${{EPOCHSECONDS-}} ]]; then
@@ -195,10 +213,27 @@ if path mtime --relative / >/dev/null 2>/dev/null
     set -g __pgiam_mtime ''
     set -q __pgiam_retry; or set -g __pgiam_retry 0
     set -q __pgiam_notice; or set -g __pgiam_notice ''
+    set -q __pgiam_rel; or set -g __pgiam_rel ''
     function {hook} --on-event fish_prompt --description 'pgiam: keep RDS IAM tokens fresh'
+        # pgiam refuses a relative PGPASSFILE / PGSERVICEFILE (libpq would resolve it in whatever directory
+        # the shell is in) before any refresh can leave a notice: the hook says it itself, once per text.
+        set -l rel
+        if test -n "$PGPASSFILE"; and not string match -q '/*' -- "$PGPASSFILE"
+            set rel "PGPASSFILE=$PGPASSFILE"
+        end
+        if test -n "$PGSERVICEFILE"; and not string match -q '/*' -- "$PGSERVICEFILE"
+            set rel (string join ', ' -- $rel "PGSERVICEFILE=$PGSERVICEFILE")
+        end
+        set rel "$rel"
+        if test "$rel" != "$__pgiam_rel"
+            set -g __pgiam_rel $rel
+            if test -n "$rel"
+                printf 'pgiam: %s: a relative path, so pgiam renews no token; export it as an absolute path\n' (string replace -ra '[[:cntrl:]]' '' -- "$rel") >&2
+            end
+        end
         # One command substitution for both numbers: it is the costliest step of this hook.
         set -l t (path mtime -- {due}; path mtime --relative -- {due})
-        if set -q t[2]
+        if test -z "$rel"; and set -q t[2]
             if test "$t[1]" != "$__pgiam_mtime"
                 # New or changed file: read it once and turn the due time into ages of the file,
                 # so later prompts compare the age alone (no read, no math).
