@@ -80,7 +80,8 @@ def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file:
 # 4. the notice file (written by a failed refresh) is printed once per shell per text, without control
 #    characters (bash/zsh: ${line//[[:cntrl:]]/}; fish: string replace -ra '[[:cntrl:]]' '').
 # 5. a relative PGPASSFILE / PGSERVICEFILE (refused by pgiam before a refresh could leave a notice): said
-#    once per text by the hook itself, and no refresh is started.
+#    once per text by the hook itself. The refresh still runs (and is refused at once, writing nothing): the
+#    shell variable may be set without being exported, and then pgiam and libpq never see it.
 # Templates use str.format: literal braces are doubled.
 
 _BASH = """\
@@ -96,7 +97,7 @@ _BASH = """\
     __pgiam_rel=$rel
     if [[ -n $rel ]]; then printf 'pgiam: %s: a relative path, so pgiam renews no token; export it as an absolute path\n' "${{rel//[[:cntrl:]]/}}" >&2; fi
   fi
-  if [[ -z $rel && -r {due} ]]; then
+  if [[ -r {due} ]]; then
     read -r due < {due}
     # Only digits: anything else (a half-written or foreign file) is ignored, not evaluated.
     if [[ -n $due && $due != *[!0-9]* ]]; then
@@ -166,7 +167,7 @@ zmodload zsh/datetime 2>/dev/null
     typeset -g __pgiam_rel=$rel
     if [[ -n $rel ]]; then print -r -u2 -- "pgiam: ${{rel//[[:cntrl:]]/}}: a relative path, so pgiam renews no token; export it as an absolute path"; fi
   fi
-  if [[ -z $rel && -r {due} ]]; then
+  if [[ -r {due} ]]; then
     read -r due < {due}
     # Only digits (<-> is zsh's number pattern): a half-written or foreign file is ignored.
     if [[ $due == <-> && -n ${{EPOCHSECONDS-}} ]]; then
@@ -233,7 +234,7 @@ if path mtime --relative / >/dev/null 2>/dev/null
         end
         # One command substitution for both numbers: it is the costliest step of this hook.
         set -l t (path mtime -- {due}; path mtime --relative -- {due})
-        if test -z "$rel"; and set -q t[2]
+        if set -q t[2]
             if test "$t[1]" != "$__pgiam_mtime"
                 # New or changed file: read it once and turn the due time into ages of the file,
                 # so later prompts compare the age alone (no read, no math).
