@@ -77,14 +77,26 @@ def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file:
 # 1. next-due missing or unreadable, or not yet due: no process at all (a stat and a read).
 # 2. due but within the margin: the token still works, refresh in the background, detached.
 # 3. past due + margin: the token has expired, refresh synchronously so the next psql works.
-# 4. the notice file (written by a failed refresh) is printed once per shell per text.
+# 4. the notice file (written by a failed refresh) is printed once per shell per text, without control
+#    characters (bash/zsh: ${line//[[:cntrl:]]/}; fish: string replace -ra '[[:cntrl:]]' '').
+# 5. a relative PGPASSFILE / PGSERVICEFILE (refused by pgiam before a refresh could leave a notice): said
+#    once per text by the hook itself. The refresh still runs (and is refused at once, writing nothing): the
+#    shell variable may be set without being exported, and then pgiam and libpq never see it.
 # Templates use str.format: literal braces are doubled.
 
 _BASH = """\
 # pgiam prompt hook for bash 4.2+: eval "$(pgiam hook bash)" in ~/.bashrc.
 # Builtins only at each prompt: [[ -r ]] is one stat, `read < file` forks nothing.
 {hook}() {{
-  local __pgiam_s=$? due= now= line=
+  local __pgiam_s=$? due= now= line= rel=
+  # pgiam refuses a relative PGPASSFILE / PGSERVICEFILE (libpq would resolve it in whatever directory the
+  # shell is in) before any refresh can leave a notice: the hook says it itself, once per text.
+  if [[ -n ${{PGPASSFILE-}} && $PGPASSFILE != /* ]]; then rel="PGPASSFILE=$PGPASSFILE"; fi
+  if [[ -n ${{PGSERVICEFILE-}} && $PGSERVICEFILE != /* ]]; then rel="${{rel:+$rel, }}PGSERVICEFILE=$PGSERVICEFILE"; fi
+  if [[ $rel != "${{__pgiam_rel-}}" ]]; then
+    __pgiam_rel=$rel
+    if [[ -n $rel ]]; then printf 'pgiam: %s: a relative path, so pgiam renews no token; export it as an absolute path\n' "${{rel//[[:cntrl:]]/}}" >&2; fi
+  fi
   if [[ -r {due} ]]; then
     read -r due < {due}
     # Only digits: anything else (a half-written or foreign file) is ignored, not evaluated.
@@ -109,6 +121,8 @@ _BASH = """\
   fi
   if [[ -r {notice} ]]; then
     read -r line < {notice}
+    # No control character reaches the terminal (a planted notice could hold escape sequences).
+    line=${{line//[[:cntrl:]]/}}
     # Show each notice text once per shell, not at every prompt.
     if [[ -n $line && $line != "${{__pgiam_notice-}}" ]]; then
       __pgiam_notice=$line
@@ -144,7 +158,15 @@ _ZSH = """\
 zmodload zsh/datetime 2>/dev/null
 {hook}() {{
   emulate -L zsh
-  local due= now= line=
+  local due= now= line= rel=
+  # pgiam refuses a relative PGPASSFILE / PGSERVICEFILE (libpq would resolve it in whatever directory the
+  # shell is in) before any refresh can leave a notice: the hook says it itself, once per text.
+  if [[ -n ${{PGPASSFILE-}} && $PGPASSFILE != /* ]]; then rel="PGPASSFILE=$PGPASSFILE"; fi
+  if [[ -n ${{PGSERVICEFILE-}} && $PGSERVICEFILE != /* ]]; then rel="${{rel:+$rel, }}PGSERVICEFILE=$PGSERVICEFILE"; fi
+  if [[ $rel != "${{__pgiam_rel-}}" ]]; then
+    typeset -g __pgiam_rel=$rel
+    if [[ -n $rel ]]; then print -r -u2 -- "pgiam: ${{rel//[[:cntrl:]]/}}: a relative path, so pgiam renews no token; export it as an absolute path"; fi
+  fi
   if [[ -r {due} ]]; then
     read -r due < {due}
     # Only digits (<-> is zsh's number pattern): a half-written or foreign file is ignored.
@@ -166,6 +188,8 @@ zmodload zsh/datetime 2>/dev/null
   fi
   if [[ -r {notice} ]]; then
     read -r line < {notice}
+    # No control character reaches the terminal (a planted notice could hold escape sequences).
+    line=${{line//[[:cntrl:]]/}}
     # Show each notice text once per shell, not at every prompt.
     if [[ -n $line && $line != "${{__pgiam_notice-}}" ]]; then
       typeset -g __pgiam_notice=$line
@@ -190,7 +214,24 @@ if path mtime --relative / >/dev/null 2>/dev/null
     set -g __pgiam_mtime ''
     set -q __pgiam_retry; or set -g __pgiam_retry 0
     set -q __pgiam_notice; or set -g __pgiam_notice ''
+    set -q __pgiam_rel; or set -g __pgiam_rel ''
     function {hook} --on-event fish_prompt --description 'pgiam: keep RDS IAM tokens fresh'
+        # pgiam refuses a relative PGPASSFILE / PGSERVICEFILE (libpq would resolve it in whatever directory
+        # the shell is in) before any refresh can leave a notice: the hook says it itself, once per text.
+        set -l rel
+        if test -n "$PGPASSFILE"; and not string match -q '/*' -- "$PGPASSFILE"
+            set rel "PGPASSFILE=$PGPASSFILE"
+        end
+        if test -n "$PGSERVICEFILE"; and not string match -q '/*' -- "$PGSERVICEFILE"
+            set rel (string join ', ' -- $rel "PGSERVICEFILE=$PGSERVICEFILE")
+        end
+        set rel "$rel"
+        if test "$rel" != "$__pgiam_rel"
+            set -g __pgiam_rel $rel
+            if test -n "$rel"
+                printf 'pgiam: %s: a relative path, so pgiam renews no token; export it as an absolute path\n' (string replace -ra '[[:cntrl:]]' '' -- "$rel") >&2
+            end
+        end
         # One command substitution for both numbers: it is the costliest step of this hook.
         set -l t (path mtime -- {due}; path mtime --relative -- {due})
         if set -q t[2]
@@ -234,6 +275,9 @@ if path mtime --relative / >/dev/null 2>/dev/null
         end
         if test -r {notice}
             read -l line < {notice}
+            # No control character reaches the terminal (a planted notice could hold escape sequences);
+            # "$line" quoted: always one argument, so `string` never reads stdin.
+            set line (string replace -ra '[[:cntrl:]]' '' -- "$line")
             # Show each notice text once per shell, not at every prompt.
             if test -n "$line"; and test "$line" != "$__pgiam_notice"
                 set -g __pgiam_notice $line

@@ -24,14 +24,18 @@ class Paths:
     pgpass: Path  # libpq's password file
     service_file: Path  # libpq's per-user service file
     home: Path
+    # False when PGIAM_CONFIG names the config file: its directory is then the operator's (a mounted
+    # ConfigMap is root-owned and world-writable with the sticky bit; /etc/pgiam belongs to root), not
+    # one pgiam created, so it keeps the rules of the user's own files (like ~/.pgpass's directory).
+    own_config_dir: bool = True
 
     def __post_init__(self) -> None:
         # pgiam's own directories are checked (owner, no group/world write) before use, and no symlink
         # is followed inside the state and data directories; the home directory is never created.
         from pgiam import fileio
 
-        fileio.own_directories([self.config_dir, self.state_dir, self.data_dir], [self.state_dir, self.data_dir],
-                               self.home)
+        own = [self.state_dir, self.data_dir]
+        fileio.own_directories([self.config_dir, *own] if self.own_config_dir else own, own, self.home)
 
     @property
     def config_dir(self) -> Path:
@@ -98,4 +102,5 @@ class Paths:
             pgpass=pgpass,
             service_file=service,
             home=home,
+            own_config_dir=not env.get("PGIAM_CONFIG"),
         )

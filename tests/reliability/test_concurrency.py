@@ -21,9 +21,22 @@ def _token_lines(pgpass: bytes) -> list[bytes]:
     return lines[1:end]
 
 
+HANG = 900.0  # seconds: a deadlock detector, not a speed bound (see the test)
+
+
+def _finish(p: subprocess.Popen[str], deadline: float) -> tuple[int, str, str]:
+    out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    return p.returncode, out, err
+
+
 def test_fifty_concurrent_processes(sandbox) -> None:
     """Issue 7: refresh, refresh --if-needed, add and remove racing; no line lost, one line per service."""
-    env = dict(sandbox.env, PGIAM_LOCK_WAIT="60")
+    # No bound on speed (issue 10 item 7): on a loaded machine 50 interpreters importing botocore took 75 to
+    # 96 s, and a writer queued behind the others may wait longer than any lock timeout we could pick. So
+    # nobody gives up on the lock for time (3600 s, PGIAM_LOCK_WAIT's maximum), and what is checked is
+    # what the issue asks: every process succeeds (or, --if-needed, steps aside at once), no line is lost.
+    # A deadlock would hang: HANG is a detector for that only, far above any run seen.
+    env = dict(sandbox.env, PGIAM_LOCK_WAIT="3600")
     stable = [f"s{i}" for i in range(4)]
     doomed = [f"r{i}" for i in range(5)]
     fresh = [f"c{i}" for i in range(10)]
@@ -34,8 +47,9 @@ def test_fifty_concurrent_processes(sandbox) -> None:
     # --no-refresh: these have no token yet, so the racing `--if-needed` runs find work and take the lock.
     setup = [subprocess.Popen(pgiam_argv(*spec(n, i), "--no-refresh"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for i, n in enumerate(stable + doomed)]
+    deadline = time.monotonic() + HANG
     for p in setup:
-        assert p.wait(60) == 0, p.stderr.read() if p.stderr else ""
+        assert p.wait(max(1.0, deadline - time.monotonic())) == 0, p.stderr.read() if p.stderr else ""
 
     jobs: list[tuple[str, list[str]]] = []
     jobs += [("refresh", ["refresh", "--quiet"])] * 20
@@ -46,7 +60,14 @@ def test_fifty_concurrent_processes(sandbox) -> None:
     started = time.monotonic()
     procs = [(kind, argv, subprocess.Popen(pgiam_argv(*argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                            text=True, stdin=subprocess.DEVNULL)) for kind, argv in jobs]
-    results = [(kind, argv, p.wait(120), *p.communicate()) for kind, argv, p in procs]
+    deadline = started + HANG
+    try:
+        results = [(kind, argv, *_finish(p, deadline)) for kind, argv, p in procs]
+    finally:
+        for _, _, p in procs:
+            if p.poll() is None:  # only after a hang: leave no process behind
+                p.kill()
+                p.wait()
     elapsed = time.monotonic() - started
     print(f"50 concurrent pgiam processes finished in {elapsed:.2f} s")
     gave_up = 0
@@ -58,7 +79,6 @@ def test_fifty_concurrent_processes(sandbox) -> None:
             continue
         assert code == 0, (argv, code, err)
     print(f"refresh --if-needed gave up on a busy lock {gave_up} times out of 15")
-    assert elapsed < 60
 
     names = run(env, "list", "--names").stdout.split()
     assert sorted(names) == sorted(["sandbox", *stable, *fresh])

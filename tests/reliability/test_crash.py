@@ -6,10 +6,12 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,14 +67,49 @@ def _readline(fd: int) -> bytes:
     return out.strip()
 
 
+def _temps(dirs: tuple[Path, ...]) -> set[str]:
+    """The temp files in `dirs` (their names carry the writer's pid and a clock: never reused)."""
+    return {n for d in dirs for n in os.listdir(d) if ".pgiam-tmp-" in n}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # the fork server reaps its child at once, so a dead one is gone (ESRCH)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _until(event: Callable[[], bool], pid: int) -> None:
+    """Poll until `event` holds, yielding the CPU between looks but never sleeping (a temp file lives a few
+    ms on a loaded machine, less on an idle one); fail if the refreshing child died."""
+    deadline = time.monotonic() + HANG
+    while not event():
+        assert _alive(pid), "the refreshing child exited on its own"
+        assert time.monotonic() < deadline, "no progress in HANG seconds"
+        os.sched_yield()
+
+
+KILLS = 200
+MID_WRITE = 20  # kills that must land while a temp file exists (a write between create and rename)
+MAX_KILLS = 2000  # a cap for the loop, far above what the synchronised kills need
+HANG = 300.0  # seconds without an event: a hang detector, not a speed bound (issue 10 item 7)
+
+
 def test_200_sigkills_during_refreshes(home: Path, ca: Path) -> None:
-    """Issue 7: 200 refreshing processes SIGKILLed at random points; never a partial or empty file; temps swept."""
+    """Issue 7: 200 refreshing processes SIGKILLed at random points; never a partial or empty file; temps swept.
+
+    No race with the wall clock (issue 10 item 7): a third of the kills land at a random instant, a third
+    right after the child created a temp file (mid-write, found by watching the directories), a third at a
+    random instant after the child finished a refresh. The loop goes on until 200 kills were made, at
+    least MID_WRITE of them left a temp file and some refreshes finished (MAX_KILLS caps it)."""
     (home / ".pgpass").write_bytes(FOREIGN_PGPASS)
     os.chmod(home / ".pgpass", 0o600)
     (home / ".pg_service.conf").write_bytes(FOREIGN_SERVICE)
     env = pgiam_env(home)
     for i in range(3):
         assert run(env, *add_args(f"s{i}", HOSTS[i], f"user{i}", ca)).returncode == 0
+    watched = (home, home / ".local/state/pgiam", home / ".config/pgiam")
     rnd = random.Random(int(os.environ.get("PGIAM_CRASH_SEED", "7")))
     ctl_in, to_server = os.pipe()
     ctl_out, from_server = os.pipe()
@@ -85,23 +122,36 @@ def test_200_sigkills_during_refreshes(home: Path, ca: Path) -> None:
         os.close(fd)
     refreshes = kills = mid_write = 0
     started = time.monotonic()
+
+    def progressed() -> int:
+        try:
+            return os.read(progress_r, 65536).count(b".")
+        except BlockingIOError:
+            return 0
+
     try:
         assert _readline(ctl_out) == b"ready", server.stderr.read() if server.stderr else b""
-        while kills < 200:
+        while kills < KILLS or mid_write < MID_WRITE or refreshes == 0:
+            assert kills < MAX_KILLS, (kills, mid_write, refreshes)
+            before = _temps(watched)  # left by earlier kills (this child's refresh sweeps them)
             os.write(to_server, b"g")
             pid = int(_readline(ctl_out))
-            time.sleep(rnd.uniform(0.0, 0.08))  # one refresh takes a few tens of ms: land anywhere in it
+            how = kills % 3
+            if how == 1:
+                _until(lambda: bool(_temps(watched) - before), pid)  # this child is mid-write: kill now
+            else:
+                if how == 2:  # after a finished refresh (the child writes a "." to the progress pipe)
+                    ready, _, _ = select.select([progress_r], [], [], HANG)
+                    assert ready, "no refresh finished in HANG seconds"
+                time.sleep(rnd.uniform(0.0, 0.08))  # one refresh takes a few tens of ms: land anywhere in it
             os.kill(pid, signal.SIGKILL)
             status = int(_readline(ctl_out))
             assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
             kills += 1
-            try:
-                refreshes += os.read(progress_r, 65536).count(b".")
-            except BlockingIOError:
-                pass
-            if _check(home, 3):
+            refreshes += progressed()
+            _check(home, 3)
+            if _temps(watched) - before:  # this child left a temp file: killed between create and rename
                 mid_write += 1
-            assert time.monotonic() - started < 120, (refreshes, kills)
     finally:
         os.close(to_server)
         server.wait(10)
@@ -109,6 +159,6 @@ def test_200_sigkills_during_refreshes(home: Path, ca: Path) -> None:
     p = run(env, "refresh", "--quiet")
     assert p.returncode == 0, p.stderr
     assert _check(home, 3) == 0
-    assert refreshes > 0 and mid_write > 0  # kills really landed inside refreshes, some mid-write
+    assert refreshes > 0 and mid_write >= MID_WRITE  # kills really landed inside refreshes, some mid-write
     print(f"{kills} SIGKILLs during {refreshes} finished refreshes in {time.monotonic() - started:.1f} s; "
           f"{mid_write} left a temp file (killed mid-write)")
