@@ -50,7 +50,9 @@ class Result:
 def _own_dirs(paths: Paths) -> list[Path]:
     # Only directories named after pgiam (platformdirs' app directories): never a parent by mistake.
     # On macOS platformdirs gives one directory for all three (~/Library/Application Support/pgiam).
-    dirs = dict.fromkeys([paths.config_dir, paths.state_dir, paths.data_dir])
+    # A config named by PGIAM_CONFIG (a ConfigMap, /etc/pgiam) is the operator's: neither it nor its
+    # directory is pgiam's to delete.
+    dirs = dict.fromkeys([*([paths.config_dir] if paths.own_config_dir else []), paths.state_dir, paths.data_dir])
     return [d for d in dirs if d.name == APP]
 
 
@@ -133,7 +135,9 @@ def run(paths: Paths, wait: float | None = None) -> Result:
             if not change[1].strip():
                 notes.append(f"{path} is now empty; delete it if nothing else uses it")
         # The config goes while the lock is held: a refresh waiting for the lock then finds no service.
-        if paths.config_dir.is_symlink():
+        if not paths.own_config_dir:
+            notes.append(f"{paths.config_file} (PGIAM_CONFIG) is yours: left as it is")
+        elif paths.config_dir.is_symlink():
             _remove_link(paths.config_dir, removed, notes)
         elif paths.config_file.exists():
             try:

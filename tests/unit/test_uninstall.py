@@ -173,3 +173,20 @@ def test_macos_layout_one_directory_for_all(isolated_env: Path, tmp_path: Path, 
     result = uninstall.run(paths, wait=0)
     assert not support.exists() and not launchd.plist_path(paths).exists() and not any((home / ".launchd").iterdir())
     assert result.removed.count(str(support)) == 1
+
+
+def test_a_config_named_by_pgiam_config_is_left_alone(env: dict[str, str], tmp_path: Path, ca_file: Path) -> None:
+    """PGIAM_CONFIG=/etc/pgiam/config.toml (an operator's file, a ConfigMap): uninstall keeps it and its directory."""
+    etc = tmp_path / "etc" / "pgiam"
+    etc.mkdir(parents=True)
+    config = etc / "config.toml"
+    config.write_text("# the operator's\n")
+    env = {**env, "PGIAM_CONFIG": str(config)}
+    proc = pgiam(env, "add", "prod", "--host", SANDBOX_HOST, "--user", "alice", "--sslrootcert", str(ca_file),
+                 "--no-refresh")
+    assert proc.returncode == 0, proc.stderr
+    text = config.read_text()
+    proc = pgiam(env, "uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert config.read_text() == text and etc.is_dir()
+    assert "[prod]" not in (Path(env["HOME"]) / ".pg_service.conf").read_text()
