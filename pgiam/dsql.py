@@ -43,11 +43,6 @@ def host_for(cluster_id: str, region: str) -> str:
     return f"{cluster_id.lower()}.dsql.{region}.on.aws"
 
 
-def action_for(user: str) -> str:
-    """The IAM action a token carries: DbConnectAdmin for `admin`, DbConnect for every other role."""
-    return "DbConnectAdmin" if user == ADMIN else "DbConnect"
-
-
 def check_libpq(version: LibpqVersion | None, name: str) -> None:
     """Refuse a libpq that cannot send the TLS SNI name DSQL needs (libpq < 14)."""
     if version is not None and version.major < SNI_LIBPQ:

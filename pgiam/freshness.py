@@ -86,9 +86,3 @@ def retry_at(failed_at: float, failures: int) -> float:
 def next_due_bound(now: float, due: float) -> float:
     """A next-due never lies more than one token life ahead: anything later is a clock that jumped."""
     return min(due, now + TOKEN_LIFETIME)
-
-
-def next_due_is_sane(now: float, due: float, margin: int) -> bool:
-    """The check the fast path and the prompt hooks make: a next-due further ahead than a token
-    can live (plus the margin) was written under another clock, so the full path must judge."""
-    return due <= now + TOKEN_LIFETIME + margin
