@@ -89,7 +89,7 @@ _pgiam() {
     local -a opts=() args=()
     if [[ -z $cmd ]]; then
         opts=(--debug --version --help -h)
-        args=(add remove list status refresh token env url run sandbox hook timer certs discover completion uninstall doctor)
+        args=(add remove list status refresh token env url export run sandbox hook timer certs discover completion uninstall doctor)
     else
         opts=(--help -h)
         case $cmd in
@@ -103,6 +103,12 @@ _pgiam() {
             url)
                 opts+=(--scheme)
                 ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services)
+                ;;
+            export)
+                case $action in
+                    '') args=(pgadmin) ;;
+                    pgadmin) mapfile -t args < <(_pgiam_services) ;;
+                esac
                 ;;
             list) opts+=(--json --names) ;;
             discover) opts+=(--profile --region --json --prefix --add --user --dbname --replace) ;;

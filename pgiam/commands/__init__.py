@@ -8,7 +8,7 @@ from types import ModuleType
 
 def modules() -> list[ModuleType]:
     from pgiam.commands import add, certs, completion, hook, list_, refresh, remove, run, sandbox, status, timer, token
-    from pgiam.commands import discover, doctor, env, uninstall, url
+    from pgiam.commands import discover, doctor, env, export, uninstall, url
 
-    return [add, remove, list_, status, refresh, token, env, url, run, sandbox, hook, timer, certs, discover, doctor,
+    return [add, remove, list_, status, refresh, token, env, url, export, run, sandbox, hook, timer, certs, discover, doctor,
             completion, uninstall]
