@@ -72,6 +72,9 @@ def _run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     raise AssertionError(f"no module for command {args.command}")
 
 
+_NO_FILES = ("completion", "hook")  # commands that only print a script: no file of the user's is read or written
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -99,7 +102,13 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
                 # argparse prints --help and --version to sys.stdout itself: point it at our streams.
                 with contextlib.redirect_stdout(out.stdout), contextlib.redirect_stderr(out.stderr):
                     args = build_parser().parse_args(argv)
-                code = _run(args, Paths.from_env(), out)
+                paths = Paths.from_env()
+                if args.command not in _NO_FILES:
+                    from pgiam.fileio import refuse_foreign_home
+
+                    refuse_foreign_home(paths.home, [paths.config_file, paths.state_dir, paths.data_dir, paths.pgpass,
+                                                     paths.service_file], argv)
+                code = _run(args, paths, out)
                 out.stdout.flush()
                 return code
         finally:

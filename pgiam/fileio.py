@@ -90,8 +90,43 @@ def _check_dirs_of(path: Path) -> None:
     _refuse_missing_home(path)
 
 
+def _user(uid: int) -> str:
+    """A user's login name (as `sudo -u` takes it), else the number."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"  # sudo -u takes #UID
+
+
+def refuse_foreign_home(home: Path, files: Iterable[Path], argv: Iterable[str] = ()) -> None:
+    """Refuse (exit 5) to use files under a home directory another user owns (`sudo -E pgiam ...`, or root
+    with HOME=/home/alice): every file pgiam rewrote there would become the runner's, and unreadable
+    to its owner. Files named outside the home (PGPASSFILE, PGIAM_CONFIG ...) are not concerned."""
+    home = Path(os.path.abspath(home))
+    if not any(_under(f, [home]) is not None for f in files):
+        return
+    try:
+        owner = os.stat(home).st_uid
+    except OSError:
+        return  # a missing home is refused where a file would be created under it
+    me = os.geteuid()
+    if owner == me:
+        return
+    import shlex
+
+    args = " ".join(shlex.quote(a) for a in argv) or "..."
+    raise FileError(f"HOME={home} belongs to uid {owner} ({_user(owner)}), not to you (uid {me}, {_user(me)}); "
+                    f"pgiam will not write there: {_user(owner)}'s files would become {_user(me)}'s",
+                    f"run it as its owner: `sudo -H -u {_user(owner)} pgiam {args}`, or with your own home: "
+                    f"`sudo -H pgiam {args}`")
+
+
 def _refuse_missing_home(path: Path) -> None:
     for home in _HOMES:
+        if _under(path, [home]) is not None and os.path.isdir(home):
+            refuse_foreign_home(home, [path])
         if _under(path, [home]) is not None and not os.path.isdir(home):
             raise EnvironmentProblem(
                 f"the home directory {home} does not exist, and pgiam needs {path} under it",
@@ -216,6 +251,8 @@ def _replace(path: Path, data: bytes, mode: int) -> Path:
         # Born with its final mode: O_CREAT's mode is cut by the umask, fchmod sets it exactly,
         # before the first byte is written (the token is never readable by others, not even briefly).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode & 0o600)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            _keep_owner(fd, path, st)
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
@@ -233,6 +270,30 @@ def _replace(path: Path, data: bytes, mode: int) -> Path:
         with contextlib.suppress(FileNotFoundError, OSError):
             os.unlink(tmp)
     return target
+
+
+def _keep_owner(fd: int, path: Path, st: os.stat_result) -> None:
+    """Give the temp file the owner and group of the file it replaces, before the first byte: an
+    operator's config or a daemon's ~/.pgpass stays theirs (a rename would make it the writer's)."""
+    me = os.geteuid()
+    if (st.st_uid, st.st_gid) == (me, os.getegid()):
+        return
+    if me != 0 and st.st_uid != me:
+        raise FileError(f"{path} belongs to uid {st.st_uid} ({_user(st.st_uid)}); pgiam (uid {me}) would take it over",
+                        f"run pgiam as {_user(st.st_uid)}, or give the file to yourself: chown {me} {path}")
+    try:
+        os.fchown(fd, st.st_uid if me == 0 else -1, st.st_gid)
+    except PermissionError:
+        raise FileError(f"cannot give the new {path} its group (gid {st.st_gid}): you are not a member",
+                        f"run pgiam as a member of that group, or change the file's group: chgrp {os.getegid()} {path}") from None
+
+
+def mode_of(path: Path, default: int = 0o600) -> int:
+    """The permission bits of the file a write to `path` replaces (kept on rewrite), else `default`."""
+    try:
+        return stat.S_IMODE(os.stat(resolve_target(path)).st_mode)
+    except OSError:
+        return default
 
 
 def write_all(changes: list[tuple[Path, bytes, int]]) -> list[Path]:

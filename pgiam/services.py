@@ -13,7 +13,7 @@ from pgiam import config as cfg
 from pgiam import dsql, endpoints, servicefile, store
 from pgiam.config import Config, Service, load_config
 from pgiam.errors import ConfigError, EnvironmentProblem, UsageError
-from pgiam.fileio import locked, read_bytes
+from pgiam.fileio import locked, mode_of, read_bytes
 from pgiam.paths import Paths
 from pgiam.refresh import Minted, Minter, Outcome, Result, lock_wait
 from pgiam.state import ServiceState
@@ -176,7 +176,7 @@ def add_all(paths: Paths, svcs: list[tuple[Service, bool]], now: float, mint: Mi
                 result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
             else:
                 states.pop(svc.name, None)
-        changes = [(paths.config_file, text.encode(), 0o600), *changes, *store.plan_state(paths, new_config, states, now)]
+        changes = [(paths.config_file, text.encode(), mode_of(paths.config_file)), *changes, *store.plan_state(paths, new_config, states, now)]
         store.commit(paths, changes, new_config)
     return result
 
@@ -195,7 +195,7 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
         if name in config.services:
             text = cfg.render_without_service(_config_text(paths), name, paths.config_file)
             new_config = cfg.parse_config(text, paths.config_file)
-            changes.append((paths.config_file, text.encode(), 0o600))
+            changes.append((paths.config_file, text.encode(), mode_of(paths.config_file)))
         changes += store.plan_libpq(paths, new_config, {}, result.notices)
         changes += store.plan_state(paths, new_config, snap.states, now)
         store.commit(paths, changes, new_config)
