@@ -4,9 +4,10 @@ Each cycle is one `refresh --if-needed` (pgiam.refresh, through the mint slot), 
 prompt hooks and the timers follow the same freshness rule and never mint twice. Between cycles the
 daemon sleeps until the next service is due (pgiam.freshness.due_at, which renews a token whose
 credentials live shorter than the margin half-way through its life, and never sooner than
-MIN_INTERVAL after it was signed), plus a per-service jitter so many services or many pods do not
-all sign at the same second. Failures back off (freshness.retry_at). It never spins: every sleep
-is at least MIN_SLEEP.
+MIN_INTERVAL after it was signed), less a jitter drawn for each token: renewals of many services or
+of the pods of one rollout spread over the window before they are due (at most a fifth of the
+margin in force, at most MAX_JITTER), never after it, so no token is renewed later than the rule
+says. Failures back off (freshness.retry_at). It never spins: every sleep is at least MIN_SLEEP.
 
 Signals only set flags (the self-pipe wakes the sleep), so a SIGTERM arriving during a write lets
 the write finish; the loop then exits 0. SIGHUP re-reads the config. Every event is one line on
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pgiam import freshness, refresh, store
+from pgiam import freshness, refresh, store, tokeninfo
 from pgiam.config import Config, load_config
 from pgiam.errors import ConfigError, LockedError, PgiamError
 from pgiam.fileio import read_bytes
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 MIN_SLEEP = 1.0  # never wake more often than this, whatever the schedule says
 MAX_SLEEP = 300.0  # re-judge the files at least this often (a clock step, a file edited by hand)
-MAX_JITTER = 30.0  # seconds after due_at, at most, and at most a fifth of the time left to expiry
+MAX_JITTER = 60.0  # renew up to this many seconds before due_at, and at most a fifth of the margin in force
 BUSY_RETRY = 5.0  # another pgiam holds the mint slot or the lock
 LOCK_WAIT = 30.0  # how long one cycle waits for another minter or the write lock
 CERTS_EVERY = 7 * 24 * 3600.0  # managed CA bundles are checked weekly
@@ -71,7 +72,8 @@ class Daemon:
     def __post_init__(self) -> None:
         self.flags = _Flags()
         self.ready = False
-        self.jitter: dict[str, float] = {}  # per service, drawn once: a fraction of the jitter window
+        self.jitter: dict[str, tuple[float, float]] = {}  # service -> (its token's signing time, fraction drawn for it)
+        self.lead: dict[str, float] = {}  # service -> seconds before its due time the next renewal happens
         self.failures = 0  # consecutive cycles that failed as a whole (config, files)
         self.wake = 0.0
         self.certs_due: dict[str, float] = {}
@@ -126,6 +128,7 @@ class Daemon:
             self.log(f"reload: {err.message}; fix it (hint: {err.hint}); renewals fail until then")
             return
         self.jitter.clear()
+        self.lead.clear()
         self.log(f"reloaded {self.paths.config_file}: {len(config.services)} service(s)")
 
     # ------------------------------------------------------------------ one cycle
@@ -135,7 +138,7 @@ class Daemon:
         now = self.clock()
         try:
             self.certs(load_config(self.paths.config_file), now)  # a missing bundle first: libpq needs it too
-            result = refresh.refresh(self.paths, now, self.mint, if_needed=True, wait=LOCK_WAIT)
+            result = refresh.refresh(self.paths, now, self.mint, if_needed=True, wait=LOCK_WAIT, lead=self.lead)
         except LockedError as err:
             self.log(f"{err.message}; trying again in {BUSY_RETRY:g} s")
             self.wake = now + BUSY_RETRY
@@ -189,8 +192,7 @@ class Daemon:
                 else:
                     at = now + BUSY_RETRY  # due, yet not minted (another minter had the slot)
             else:
-                room = max(0.0, (v.expires or v.due_at) - v.due_at)
-                at = v.due_at + self.jitter.setdefault(n, self.rng.random()) * min(MAX_JITTER, room / 5)
+                at = v.due_at - self.lead_for(n, v, snap.tokens.get(store.key_of(svc)))
             wakes.append((at, n))
         at, name = min(wakes) if wakes else (now + MAX_SLEEP, "")
         self.wake = min([at, *self.certs_due.values()])
@@ -201,6 +203,26 @@ class Daemon:
         if name:
             text += f"; next: {name} in {max(0, int(at - now))} s"
         return text
+
+    def lead_for(self, name: str, v: freshness.Verdict, token: str | None) -> float:
+        """How many seconds before its due time this service's token is renewed (0 when unknown).
+
+        A fraction drawn afresh for each token (so pods started together drift apart, rather than
+        keeping one offset) of a window that is a fifth of the margin in force, at most MAX_JITTER,
+        and never reaching back to MIN_INTERVAL after the signing: spread before due, never after.
+        """
+        info = tokeninfo.try_decode(token)
+        if info is None or v.expires is None:
+            self.lead.pop(name, None)
+            return 0.0
+        drawn = self.jitter.get(name)
+        if drawn is None or drawn[0] != info.signed_at:
+            drawn = (info.signed_at, self.rng.random())
+            self.jitter[name] = drawn
+        window = min(MAX_JITTER, max(0.0, v.expires - v.due_at) / 5)
+        lead = max(0.0, min(drawn[1] * window, v.due_at - (info.signed_at + freshness.MIN_INTERVAL)))
+        self.lead[name] = lead
+        return lead
 
     def sleep(self, wakeup: int) -> None:
         """Wait until the next wake, a signal, or the next watchdog ping; never less than MIN_SLEEP."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -72,13 +72,18 @@ class Result:
         return ExitCode.PARTIAL
 
 
-def _due(config: Config, snap: store.Snapshot, names: list[str], now: float) -> dict[str, freshness.Verdict]:
-    """The services whose token the files and the clock say is due; a recent failure backs off."""
+def _due(config: Config, snap: store.Snapshot, names: list[str], now: float,
+         lead: Mapping[str, float] | None = None) -> dict[str, freshness.Verdict]:
+    """The services whose token the files and the clock say is due; a recent failure backs off.
+
+    lead: seconds before its due time a service counts as due already (`pgiam run`'s jitter)."""
     margin = config.defaults.renewal_margin
     out = {}
     for n in names:
         svc = config.services[n]
         v = store.verdict(svc, snap, now, margin)
+        if not v.due and v.reason == "fresh" and lead and now >= v.due_at - lead.get(n, 0.0):
+            v = freshness.Verdict(True, "renew", v.expires, v.due_at)
         if not v.due and n not in snap.sections:
             v = freshness.Verdict(True, "missing", v.expires)  # the section was deleted: rewrite it, with a new token
         st = store.state_of(svc, snap.states)
@@ -91,11 +96,13 @@ def _due(config: Config, snap: store.Snapshot, names: list[str], now: float) -> 
 
 
 def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = None,
-            if_needed: bool = False, wait: float | None = None) -> Result:
+            if_needed: bool = False, wait: float | None = None, lead: Mapping[str, float] | None = None) -> Result:
     """Mint tokens for `names` (all services by default; with if_needed only the due ones) and write them.
 
     wait: how long to wait for another minter or the write lock (None: PGIAM_LOCK_WAIT). With
     if_needed and wait 0 (hooks, timers), a mint already in progress makes this return at once.
+    lead: with if_needed, seconds ahead of its due time each named service is renewed (a jitter that
+    spreads a fleet's renewals before they are due, never after).
     """
     wait = lock_wait() if wait is None else wait
     config = load_config(paths.config_file)
@@ -104,14 +111,14 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
     if not config.services:
         return result
     snap = store.read(paths)
-    due = _due(config, snap, selected, now) if if_needed else {n: freshness.Verdict(True, "renew") for n in selected}
+    due = _due(config, snap, selected, now, lead) if if_needed else {n: freshness.Verdict(True, "renew") for n in selected}
     minted: dict[str, Minted] = {}
     failures: dict[str, PgiamError] = {}
     if due:
         with minting.slot(paths, wait) as waited:
             if waited:  # another pgiam minted meanwhile: judge the files again
                 snap = store.read(paths)
-                due = _due(config, snap, list(due), now)
+                due = _due(config, snap, list(due), now, lead)
             by_key: dict[object, str] = {}
             for n in due:
                 svc = config.services[n]

@@ -25,16 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from random import Random
 
 import pytest
 
 from pgiam import pgpass, tokeninfo
-from pgiam.config import Service
-from pgiam.daemon import Daemon
-from pgiam.notify import Notifier
-from pgiam.paths import Paths
-from pgiam.refresh import Minter
 from tests.e2e.conftest import World
 from tests.e2e.test_psql import info, sandbox_keys
 
@@ -431,64 +425,3 @@ def test_web_identity_signs_with_sts_credentials(tmp_path: Path, moto_url: str) 
     state = json.loads((shared / "pgiam" / "state.json").read_text())["services"]["app"]
     assert state["expires"] <= t.signed_at + 900
     assert tok not in p.stderr and tok not in p.stdout
-
-
-# ---------------------------------------------------------------- the schedule, in process (clock and minter injected)
-
-
-def _daemon(home: Path, mint: Minter, clock: list[float]) -> tuple[Daemon, list[str]]:
-
-    ca = home / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
-    cfg = Paths.from_env().config_file
-    cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text("".join(f'[services.s{i}]\nhost = "db{i}.cluster-abc.us-west-2.rds.amazonaws.com"\nuser = "u"\n'
-                           f'sslrootcert = "{ca}"\n' for i in range(2)))
-    lines: list[str] = []
-    return Daemon(Paths.from_env(), lines.append, mint, Notifier({}), clock=lambda: clock[0], rng=Random(7)), lines
-
-
-def test_schedule_short_credentials_jitter_and_backoff(home: Path) -> None:
-    """Credentials living 100 s (less than the 300 s margin): renewed half-way, plus a jitter that
-    differs per service and stays within a fifth of the time left; failures back off 60 s, 120 s, ...;
-    never a wake sooner than a second."""
-    from pgiam import freshness, token
-    from pgiam.errors import AuthError
-
-    clock = [time.time()]
-    fail = [False]
-
-    def mint(svc: Service) -> token.Minted:
-        if fail[0]:
-            raise AuthError("no credentials", "log in")
-        m = token.mint(svc)  # real botocore signing with the test's dummy keys
-        return token.Minted(m.token, m.minted_at, m.minted_at + 100)  # the credentials end it at 100 s
-
-    d, lines = _daemon(home, mint, clock)
-    assert d.cycle() == 0
-    minted = clock[0]
-    assert minted + 50 - 1 <= d.wake <= minted + 50 + 100 / 2 / 5 + 1
-    offsets = sorted(d.jitter.values())
-    assert len(offsets) == 2 and offsets[0] != offsets[1]
-    assert sum("renewed" in line for line in lines) == 2
-
-    # Nothing due before the wake: a cycle mints nothing.
-    clock[0] = minted + 40
-    assert d.cycle() == 0 and sum("renewed" in line for line in lines) == 2
-
-    # Due, and the credentials fail: retry after 60 s, then 120 s; the wake is never now.
-    fail[0] = True
-    clock[0] = d.wake + 0.5
-    assert d.cycle() != 0
-    first = d.wake - clock[0]
-    assert freshness.RETRY_AFTER - 1 <= first <= freshness.RETRY_AFTER + 1
-    clock[0] = d.wake + 0.5
-    d.cycle()
-    assert 2 * freshness.RETRY_AFTER - 1 <= d.wake - clock[0] <= 2 * freshness.RETRY_AFTER + 1
-    assert any("no credentials" in line for line in lines)
-
-    # Back to working credentials: renewed at the next wake.
-    fail[0] = False
-    clock[0] = d.wake + 0.5
-    assert d.cycle() == 0
-    assert sum("renewed" in line for line in lines) == 4
