@@ -59,6 +59,10 @@ _pgiam() {
             _pgiam_offer postgresql postgresql+psycopg postgresql+psycopg2 postgresql+asyncpg
             return
             ;;
+        --for)
+            _pgiam_offer libpq sqlalchemy+psycopg sqlalchemy+psycopg2 sqlalchemy+asyncpg asyncpg node-postgres jdbc
+            return
+            ;;
         --every)
             _pgiam_offer 1m 2m 3m 4m 5m 6m 7m  # whole minutes; at most the renewal margin minus 30 s
             return
@@ -76,7 +80,7 @@ _pgiam() {
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
         case $w in
-            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --prefix | --python | --min-left | --format | --scheme)
+            --host | --port | --user | --dbname | --region | --profile | --via | --sslrootcert | --every | --url | --partition | --prefix | --python | --min-left | --format | --scheme | --for)
                 ((i++))
                 [[ ${words[i]-} == = ]] && ((i++))
                 ;;
@@ -101,7 +105,7 @@ _pgiam() {
                 ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services)
                 ;;
             url)
-                opts+=(--scheme)
+                opts+=(--for --scheme)
                 ((${#pos[@]} == 1)) && mapfile -t args < <(_pgiam_services)
                 ;;
             export)

@@ -15,7 +15,7 @@ function __pgiam_args --description 'the positional words before the cursor: com
             continue
         end
         switch $t
-            case --host --port --user --dbname --region --profile --via --sslrootcert --every --url --partition --format --scheme
+            case --host --port --user --dbname --region --profile --via --sslrootcert --every --url --partition --format --scheme --for
                 set skip 1
             case '-*'
             case '*'
@@ -56,7 +56,7 @@ complete -c pgiam -n __pgiam_at -a status -d 'token expiry and last error per se
 complete -c pgiam -n __pgiam_at -a refresh -d 'mint fresh tokens into ~/.pgpass'
 complete -c pgiam -n __pgiam_at -a token -d 'print a valid token on stdout'
 complete -c pgiam -n __pgiam_at -a env -d 'print the PG* variables of a service'
-complete -c pgiam -n __pgiam_at -a url -d 'print a connection URI for a service'
+complete -c pgiam -n __pgiam_at -a url -d 'print a connection URL or config for one client'
 complete -c pgiam -n __pgiam_at -a export -d 'print services in another tool\'s configuration format (pgAdmin 4)'
 complete -c pgiam -n __pgiam_at -a run -d 'keep every service\'s token fresh until stopped'
 complete -c pgiam -n __pgiam_at -a sandbox -d 'a local PostgreSQL that checks IAM tokens like RDS'
@@ -84,11 +84,12 @@ complete -c pgiam -n '__pgiam_in add' -l no-refresh -d 'do not mint a token now'
 # remove NAME, token NAME, refresh [NAME...]
 complete -c pgiam -n '__pgiam_at remove' -a '(__pgiam_services)' -d 'service'
 complete -c pgiam -n '__pgiam_at token' -a '(__pgiam_services)' -d 'service'
-# env NAME [--format sh|fish|json], url NAME [--scheme SCHEME]
+# env NAME [--format sh|fish|json], url NAME [--for CLIENT]
 complete -c pgiam -n '__pgiam_at env' -a '(__pgiam_services)' -d 'service'
 complete -c pgiam -n '__pgiam_in env' -l format -x -a 'sh fish json' -d 'shell syntax or JSON'
 complete -c pgiam -n '__pgiam_at url' -a '(__pgiam_services)' -d 'service'
-complete -c pgiam -n '__pgiam_in url' -l scheme -x -a 'postgresql postgresql+psycopg postgresql+psycopg2 postgresql+asyncpg' -d 'URI scheme'
+complete -c pgiam -n '__pgiam_in url' -l for -x -a 'libpq sqlalchemy+psycopg sqlalchemy+psycopg2 sqlalchemy+asyncpg asyncpg node-postgres jdbc' -d 'the client the form is for'
+complete -c pgiam -n '__pgiam_in url' -l scheme -x -a 'postgresql postgresql+psycopg postgresql+psycopg2 postgresql+asyncpg' -d 'deprecated alias of --for'
 complete -c pgiam -n '__pgiam_in refresh' -a '(__pgiam_services)' -d 'service'
 complete -c pgiam -n '__pgiam_in refresh' -l if-needed -d 'only tokens that are due'
 complete -c pgiam -n '__pgiam_in refresh' -l wait -x -d 'return after at most SECONDS'

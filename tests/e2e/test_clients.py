@@ -248,7 +248,7 @@ def test_sqlalchemy_over_psycopg(world: World, sb: dict[str, str], tmp_path: Pat
     script = tmp_path / "recipe_sqlalchemy.py"
     script.write_text(SQLALCHEMY)
     url = ("postgresql+psycopg://?service=sandbox" if form == "service"
-           else world.pgiam("url", "sandbox", "--scheme", "postgresql+psycopg").stdout.strip())
+           else world.pgiam("url", "sandbox", "--for", "sqlalchemy+psycopg").stdout.strip())
     p = run(world, [sys.executable, str(script), url, SQL])
     assert ok(p) == WANT
     no_token_in(p)

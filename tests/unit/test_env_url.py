@@ -141,3 +141,95 @@ def test_entry_helper_reads_what_servicefile_writes(home: Path) -> None:
     e = servicefile.Entry("x", [("host", "h"), ("user", "a=b")])
     (home / ".pg_service.conf").write_text("\n".join(servicefile.render_section(e)) + "\n")
     assert entry(home, "x") == {"host": "h", "user": "a=b"}
+
+
+# ---------------------------------------------------------------- url --for CLIENT (issue 21)
+
+
+def test_url_for_every_client_keeps_verify_full_and_no_password(run_cli, home: Path, odd_ca: Path) -> None:
+    """Each form names the CA file and the endpoint it checks, and carries no password (issue 21)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    add(run_cli, odd_ca)
+    keys = entry(home)
+    forms = {}
+    for client in ("libpq", "sqlalchemy+psycopg", "sqlalchemy+psycopg2", "asyncpg", "jdbc"):
+        code, out, err = run_cli("url", "odd", "--for", client)
+        assert (code, err) == (ExitCode.OK, ""), client
+        forms[client] = out.strip()
+    for client in ("libpq", "sqlalchemy+psycopg", "sqlalchemy+psycopg2"):
+        assert conninfo_to_dict(forms[client].replace(forms[client].split("://")[0], "postgresql", 1)) == keys
+    asyncpg_dsn = urlsplit(forms["asyncpg"])
+    assert (asyncpg_dsn.scheme, unquote(asyncpg_dsn.username or ""), asyncpg_dsn.hostname, asyncpg_dsn.port,
+            asyncpg_dsn.password) == ("postgresql", keys["user"], keys["host"].lower(), 5432, None)
+    assert parse_qs(asyncpg_dsn.query) == {"sslmode": ["verify-full"], "sslrootcert": [str(odd_ca)]}
+    jdbc = forms["jdbc"]
+    assert jdbc.startswith(f"jdbc:postgresql://{keys['host']}:5432/{quote_path(ODD_DB)}?")
+    assert parse_qs(jdbc.split("?", 1)[1]) == {"user": [keys["user"]], "sslmode": ["verify-full"],
+                                                "sslrootcert": [str(odd_ca)]}
+
+
+def quote_path(s: str) -> str:
+    from urllib.parse import quote
+
+    return quote(s, safe="")
+
+
+def test_url_for_sqlalchemy_asyncpg_names_the_ssl_context(run_cli, home: Path, odd_ca: Path) -> None:
+    """asyncpg.connect has no sslrootcert: the URL refuses to connect unchecked, stderr names the missing piece."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    add(run_cli, odd_ca)
+    code, out, err = run_cli("url", "odd", "--for", "sqlalchemy+asyncpg")
+    assert code == ExitCode.OK
+    u = sqlalchemy.engine.make_url(out.strip())
+    assert (u.drivername, u.password, dict(u.query)) == ("postgresql+asyncpg", None, {"ssl": "verify-full"})
+    assert f'connect_args={{"ssl": ssl.create_default_context(cafile={str(odd_ca)!r})}}' in err
+
+
+@pytest.mark.parametrize("via", [False, True])
+def test_url_for_node_postgres_is_its_config_object(run_cli, home: Path, odd_ca: Path, via: bool) -> None:
+    """node-postgres: a config object (a connectionString would beat the password function), dialling the
+    tunnel's address and checking the endpoint name through ssl.servername (issue 21)."""
+    add(run_cli, odd_ca, *(["--via", "127.0.0.1:15432"] if via else []))
+    code, out, err = run_cli("url", "odd", "--for", "node-postgres")
+    assert (code, err) == (ExitCode.OK, "")
+    assert json.loads(out) == {
+        "host": "127.0.0.1" if via else SANDBOX_HOST, "port": 15432 if via else 5432, "user": ODD_USER,
+        "database": ODD_DB, "ssl": {"rejectUnauthorized": True, "servername": SANDBOX_HOST},
+        "sslrootcert": str(odd_ca),
+    }
+
+
+@pytest.mark.parametrize("client", ["asyncpg", "sqlalchemy+asyncpg", "jdbc"])
+def test_url_for_a_client_without_hostaddr_refuses_a_tunnel(run_cli, home: Path, odd_ca: Path, client: str) -> None:
+    """asyncpg and pgJDBC check the certificate against the address they dial: no form keeps verify-full
+    through --via, so pgiam says so (exit 2) instead of printing one that fails or checks nothing."""
+    add(run_cli, odd_ca, "--via", "127.0.0.1:15432")
+    code, out, err = run_cli("url", "odd", "--for", client)
+    assert (code, out) == (ExitCode.USAGE, "")
+    assert "through its tunnel" in err and f"127.0.0.1 {SANDBOX_HOST}" in err and "--for node-postgres" in err
+
+
+def test_url_for_an_unknown_client_lists_the_known_ones(run_cli, home: Path, odd_ca: Path) -> None:
+    add(run_cli, odd_ca)
+    code, out, err = run_cli("url", "odd", "--for", "psycopg4")
+    assert (code, out) == (ExitCode.USAGE, "")
+    for client in ("libpq", "sqlalchemy+psycopg", "sqlalchemy+asyncpg", "asyncpg", "node-postgres", "jdbc"):
+        assert f"'{client}'" in err
+
+
+@pytest.mark.parametrize(("scheme", "client"), [("postgresql+psycopg", "sqlalchemy+psycopg"),
+                                                ("postgresql+asyncpg", "sqlalchemy+asyncpg")])
+def test_scheme_is_a_deprecated_alias_of_for(run_cli, home: Path, odd_ca: Path, scheme: str, client: str) -> None:
+    """0.2.0's --scheme keeps working for the schemes whose driver can use the URL, and says what replaces it;
+    postgresql+asyncpg now gets the asyncpg form, not a URL its driver refuses (issue 21)."""
+    add(run_cli, odd_ca)
+    code, old, err = run_cli("url", "odd", "--scheme", scheme)
+    assert code == ExitCode.OK and f"--scheme is deprecated: use --for {client}" in err
+    assert old == run_cli("url", "odd", "--for", client)[1]
+
+
+def test_scheme_whose_driver_cannot_use_the_url_is_refused(run_cli, home: Path, odd_ca: Path) -> None:
+    add(run_cli, odd_ca)
+    code, out, err = run_cli("url", "odd", "--scheme", "postgresql+pg8000")
+    assert (code, out) == (ExitCode.USAGE, "") and "--for" in err
