@@ -18,6 +18,7 @@ import pytest
 from pgiam.errors import EnvironmentProblem
 from pgiam.paths import Paths
 from pgiam.sandbox import cluster
+from tests.tools import require_server
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +27,7 @@ ODD_ROLE = "it's a:b\\c d"
 
 def _binaries_or_fail() -> None:
     """Without server binaries the e2e tests fail, unless PGIAM_ALLOW_SKIP_E2E=1 (CI never sets it)."""
-    try:
-        cluster.find_server_binaries()
-    except EnvironmentProblem as err:
-        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
-            pytest.skip(f"{err.message} (PGIAM_ALLOW_SKIP_E2E=1)")
-        pytest.fail(f"{err.message}; {err.hint}")
+    require_server()
 
 
 @pytest.fixture(scope="module")

@@ -45,10 +45,10 @@ def need(tool: str) -> str:
 
 
 def need_root() -> None:
+    from tests.tools import skip_or_fail
+
     if os.geteuid() != 0:
-        if os.environ.get("PGIAM_ALLOW_SKIP_E2E") == "1":
-            pytest.skip("needs root for mounts (PGIAM_ALLOW_SKIP_E2E=1)")
-        pytest.fail("this fault test needs root (tmpfs and bind mounts)")
+        skip_or_fail("this fault test needs root (tmpfs and bind mounts)", "run it as root, as CI does")
 
 
 def pgiam_env(home: Path, **extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import ssl
 import stat
@@ -22,8 +21,14 @@ from pgiam import certs
 from pgiam.errors import EnvironmentProblem, FileError, NetworkError, UsageError
 from pgiam.libpq import LibpqVersion
 from pgiam.paths import Paths
+from tests.tools import require_tool
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+@pytest.fixture(autouse=True)
+def _openssl() -> None:
+    """The CAs are made by the openssl command: missing, it fails (tests/tools.py's rule)."""
+    require_tool("openssl")
 
 OPENSSL_CNF = """\
 [req]

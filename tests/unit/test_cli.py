@@ -247,7 +247,9 @@ def test_expired_sso_session_names_the_fix_and_keeps_other_services(run_cli, hom
     code, out, _ = run_cli("status", "--json")
     rows = {r["name"]: r for r in json.loads(out)["services"]}
     assert (rows["good"]["token"], rows["good"]["error"]) == ("fresh", None)
-    assert rows["sso"]["token"] == "missing" and "aws sso login --profile sso" in (rows["sso"]["hint"] or rows["sso"]["error"])
+    assert rows["sso"]["token"] == "missing"
+    assert rows["sso"]["error"] == "sso: the AWS SSO session of profile sso is missing or expired"
+    assert rows["sso"]["hint"] == "run `aws sso login --profile sso`, then `pgiam refresh sso`"
     assert rows["sso"]["error_code"] == ExitCode.AUTH
 
 

@@ -15,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pgiam import servicefile
 from pgiam.errors import ExitCode
 from tests.conftest import SANDBOX_HOST
-from tests.tools import require_tool
+from tests.tools import require_module, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 ODD_USER = "o'ne: \\il $x `y` \"z\""
@@ -113,7 +113,7 @@ def test_url_parses_back_to_the_entry_through_libpq(run_cli, home: Path, odd_ca:
 
 
 def test_url_for_sqlalchemy(run_cli, home: Path, odd_ca: Path) -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = require_module("sqlalchemy")
     add(run_cli, odd_ca)
     code, out, _ = run_cli("url", "odd", "--scheme", "postgresql+psycopg")
     assert code == ExitCode.OK

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from pgiam import libpq
 from pgiam.errors import EnvironmentProblem
 from pgiam.libpq import LibpqVersion
+from tests.tools import require_tool
 
 V = LibpqVersion.parse
 
@@ -26,7 +26,13 @@ def _psql_version() -> LibpqVersion:
     return LibpqVersion(int(m[1]), int(m[2]))
 
 
-needs_psql = pytest.mark.skipif(shutil.which("psql") is None, reason="needs psql")
+needs_psql = pytest.mark.usefixtures("_psql")
+
+
+@pytest.fixture
+def _psql() -> None:
+    """psql's version output is read: missing, it fails (tests/tools.py's rule)."""
+    require_tool("psql", "postgresql-client")
 
 
 # --------------------------------------------------------------------------- the version type
@@ -115,12 +121,11 @@ def test_parse_version_output(output: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize("command", ["psql", "pg_config"])
 def test_from_command_parses_the_real_output(command: str) -> None:
-    if shutil.which(command) is None:
-        pytest.skip(f"needs {command}")
+    require_tool(command, "postgresql-client" if command == "psql" else "libpq-dev")
+    require_tool("psql", "postgresql-client")
     v = libpq.from_command([command, "--version"])
     assert v is not None and v.source == f"{command} --version"
-    if shutil.which("psql"):
-        assert (v.major, v.minor) == (_psql_version().major, _psql_version().minor)
+    assert (v.major, v.minor) == (_psql_version().major, _psql_version().minor)
 
 
 def test_from_command_failures_give_none(tmp_path: Path) -> None:
