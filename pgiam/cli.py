@@ -55,12 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"pgiam {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
+    p.add_argument("--debug", action="store_true",
+                   help="show tracebacks for unexpected errors (accepted anywhere on the command line)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module in commands.modules():
         module.register(sub)
     return p
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, except that --debug is accepted anywhere on the command line: the bug hint says
+    "run the command again with --debug", and people add it at the end (`pgiam discover ... --debug`)."""
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a != "--debug"]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # what parse_args says
+    args.debug = args.debug or len(extra) > len(unknown)
+    return args
 
 
 def _run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
@@ -101,7 +113,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
             with _signals_interrupt():
                 # argparse prints --help and --version to sys.stdout itself: point it at our streams.
                 with contextlib.redirect_stdout(out.stdout), contextlib.redirect_stderr(out.stderr):
-                    args = build_parser().parse_args(argv)
+                    args = _parse(build_parser(), argv)
                 paths = Paths.from_env()
                 if args.command not in _NO_FILES:
                     from pgiam.fileio import refuse_foreign_home

@@ -390,8 +390,9 @@ def _unique_names(rows: list[Endpoint], prefix: str) -> list[Endpoint]:
 
 
 def add_endpoints(paths: Paths, report: DiscoverReport, user: str, dbname: str | None, replace_: bool, now: float,
-                  mint: Minter | None, notices: list[str]) -> list[Service]:
-    """Add every IAM-enabled endpoint as a service through pgiam add's own path, all or nothing."""
+                  mint: Minter | None, notices: list[str], again: str | None = None) -> list[Service]:
+    """Add every IAM-enabled endpoint as a service through pgiam add's own path, all or nothing.
+    `again`: this discover command with --replace, for the hint when a name is taken."""
     from pgiam import config as cfg
     from pgiam import services
     from pgiam.config import load_config
@@ -406,7 +407,7 @@ def add_endpoints(paths: Paths, report: DiscoverReport, user: str, dbname: str |
         a = services.ServiceArgs(name=e.name, host=e.host, user=user, port=str(e.port), dbname=dbname,
                                  region=e.region, profile=e.profile)
         svc = services.build(paths, a, current, notices)
-        services.check_conflicts(paths, current, svc, replace_)
+        services.check_conflicts(paths, current, svc, replace_, again)
         svcs.append((svc, cfg.infer_region(svc.host) != e.region))
     svcs = [(services.with_tls_defaults(paths, svc, notices), explicit) for svc, explicit in svcs]
     services.add_all(paths, svcs, now, mint, replace=replace_)

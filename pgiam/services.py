@@ -121,14 +121,16 @@ def check_ca_file(path: str) -> str:
     return path
 
 
-def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool) -> None:
-    """Refuse a name the config or a foreign service-file section already uses, unless `replace`."""
+def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool, again: str | None = None) -> None:
+    """Refuse a name the config or a foreign service-file section already uses, unless `replace`.
+    `again`: the command that would replace it (`pgiam discover ... --replace`), when not `pgiam add`'s."""
     if replace:
         return
     if svc.name in config.services:
         raise ConfigError(
             f"service {svc.name!r} already exists in {paths.config_file}",
-            f"use `pgiam add {svc.name} --replace ...` to change it, or `pgiam remove {svc.name}` first",
+            (f"run `{again}` to replace it" if again else f"use `pgiam add {svc.name} --replace ...` to change it")
+            + f", or `pgiam remove {svc.name}` first",
         )
     text = store.decode(read_bytes(paths.service_file))
     with store.naming(paths.service_file):

@@ -464,12 +464,28 @@ def save_crontab(text: str) -> None:
                                  "check `crontab -l`; pgiam changed nothing")
 
 
+def drop_crontab() -> None:
+    """Remove the user's crontab through `crontab -r`; none there already is fine."""
+    proc = _run(["crontab", "-r"], timeout=COMMAND_TIMEOUT)
+    if proc is None:
+        raise EnvironmentProblem("`crontab -r` did not run: no crontab program on PATH, or it hung",
+                                 "install cron (e.g. apt-get install cron), or use a systemd user timer")
+    if proc.returncode != 0 and b"no crontab" not in proc.stderr.lower():
+        raise EnvironmentProblem(f"crontab did not remove the table: {_text(proc.stderr) or proc.returncode}",
+                                 "check `crontab -l`, and remove pgiam's line with `crontab -e`")
+
+
 def _remove_cron() -> RemoveResult:
     current = load_crontab()
     stripped = strip_crontab(current)
     if stripped == current:
         return RemoveResult()
-    save_crontab(stripped)
+    if stripped:
+        save_crontab(stripped)
+    else:
+        # The table held only pgiam's line: `timer install --cron` created it, so no table is what was
+        # there before (`crontab -` with nothing would leave an empty one behind).
+        drop_crontab()
     return RemoveResult(("crontab line",))
 
 

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     report = discover.discover(profiles, regions, prefix=args.prefix, progress=progress)
     notices: list[str] = []
     if args.add:
-        svcs = discover.add_endpoints(paths, report, args.user, args.dbname, args.replace, time.time(), token.mint, notices)
+        svcs = discover.add_endpoints(paths, report, args.user, args.dbname, args.replace, time.time(), token.mint, notices,
+                                      again=rerun_with_replace(args))
         report = dataclasses.replace(report, added=tuple(s.name for s in svcs))
     if args.json:
         out.json(report.to_json())
@@ -71,6 +72,23 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         out.print(f"added {len(report.added)} service(s): {', '.join(report.added)}",
                   f"connect with: psql service={report.added[0]}")
     return report.exit_code
+
+
+def rerun_with_replace(args: argparse.Namespace) -> str:
+    """This `discover --add` command line with --replace (and without --json), as a shell would take it."""
+    import shlex
+
+    argv = ["pgiam", "discover"]
+    for p in args.profile:
+        argv += ["--profile", p]
+    for r in args.region:
+        argv += ["--region", r]
+    if args.prefix:
+        argv += ["--prefix", args.prefix]
+    argv += ["--add", "--user", args.user]
+    if args.dbname:
+        argv += ["--dbname", args.dbname]
+    return shlex.join([*argv, "--replace"])
 
 
 def _table(out: Out, report: DiscoverReport) -> None:

@@ -36,8 +36,11 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         out.print("try: psql service=sandbox")
         return ExitCode.OK
     if args.action == "down":
-        stopped = service.down(paths)
-        out.print("sandbox stopped and the `sandbox` service removed" if stopped else "no sandbox was running; `sandbox` service removed")
+        gone = service.down(paths)
+        out.print({(True, True): "sandbox stopped and the `sandbox` service removed",
+                   (True, False): "sandbox stopped; there was no `sandbox` service",
+                   (False, True): "no sandbox was running; `sandbox` service removed",
+                   (False, False): "no sandbox was running and no `sandbox` service: nothing to remove"}[gone.stopped, gone.removed])
         return ExitCode.OK
     from pgiam.reports import SandboxReport
     from pgiam.sandbox import cluster
@@ -49,5 +52,6 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         return ExitCode.OK
     out.print(f"running: {report.running}")
     for k, v in report.details.items():
-        out.print(f"{k}: {v}")
+        if v is not None:  # not running, not set up, or a file that is not there: not named
+            out.print(f"{k}: {v}")
     return ExitCode.OK

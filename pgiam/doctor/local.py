@@ -251,14 +251,18 @@ def check_environment(name: str, sec: Section | None, env: Mapping[str, str], ho
     except KeyError:
         pw_home = home
     if pw_home != home:
-        msg = (f"$HOME ({home}) is not the passwd home ({pw_home}): pgJDBC, pgx and libpq < 15 look for "
-               f"~/.pgpass and ~/.pg_service.conf in {pw_home}")
         unset = [f"{var}={home / name}" for var, name in (("PGPASSFILE", ".pgpass"), ("PGSERVICEFILE", ".pg_service.conf"))
                  if not env.get(var)]
-        if v is not None and not v.at_least(15) and unset:
+        if not unset:  # pgJDBC and pgx read both variables too, libpq every version
+            out.append(ok("env.home", f"$HOME ({home}) is not the passwd home ({pw_home}), but PGPASSFILE and "
+                          "PGSERVICEFILE name the files for every client"))
+            return out
+        msg = (f"$HOME ({home}) is not the passwd home ({pw_home}): pgJDBC, pgx and libpq < 15 look for "
+               f"~/.pgpass and ~/.pg_service.conf in {pw_home}")
+        if v is not None and not v.at_least(15):
             out.append(fail("env.home", msg + f"; psql's libpq {v} is one of them", f"export {' '.join(unset)}"))
         else:
-            out.append(ok("env.home", msg + " (psql's libpq reads $HOME)"))
+            out.append(warn("env.home", msg + " (psql's libpq reads $HOME)", f"export {' '.join(unset)}"))
     return out
 
 

@@ -729,6 +729,10 @@ def status(paths: Paths) -> dict[str, object]:
     pg_pid = _postmaster_pid(layout)
     ldapd_pid = _read_int(layout.ldapd_pid)
     pg_alive, ldapd_alive = _alive(pg_pid), bool(ldapd_pid and _alive(ldapd_pid) and _is_ldapd(ldapd_pid))
+
+    def there(path: Path) -> str | None:  # before `up` and after `down` some files are not: never name them
+        return str(path) if path.exists() else None
+
     return {
         "running": bool(state) and pg_alive and ldapd_alive,
         "postgres_pid": pg_pid,
@@ -740,10 +744,10 @@ def status(paths: Paths) -> dict[str, object]:
         "endpoint": f"{ENDPOINT_HOST}:{ENDPOINT_PORT}",
         "dsql_endpoint": f"{DSQL_HOST}:{ENDPOINT_PORT}",
         "role": info.get("role"),
-        "ca_file": str(layout.ca_crt),
-        "aws_credentials_file": str(layout.credentials),
+        "ca_file": there(layout.ca_crt),
+        "aws_credentials_file": there(layout.credentials),
         "aws_profile": AWS_PROFILE,
-        "log_file": str(layout.ldapd_log),
-        "server_log": str(layout.server_log),
-        "cluster_dir": str(layout.cluster),
+        "log_file": there(layout.ldapd_log),
+        "server_log": there(layout.server_log),
+        "cluster_dir": there(layout.cluster),
     }

@@ -58,12 +58,19 @@ def wait_for_psql(paths: Paths, name: str, log_file: str, attempts: int = 20) ->
     raise EnvironmentProblem(f"the sandbox started but psql cannot connect: {last}", f"see the log {log_file}")
 
 
-def down(paths: Paths) -> bool:
-    """Stop the sandbox and remove its service; whether a sandbox was running."""
+@dataclass(frozen=True)
+class DownResult:
+    stopped: bool  # a sandbox was running
+    removed: bool  # the `sandbox` service was configured, and is no more
+
+
+def down(paths: Paths) -> DownResult:
+    """Stop the sandbox and remove its service; say which of the two there was."""
     from pgiam.config import load_config
     from pgiam.sandbox import cluster
 
     stopped = cluster.down(paths)
-    if NAME in load_config(paths.config_file).services:
+    removed = NAME in load_config(paths.config_file).services
+    if removed:
         services.remove(paths, NAME, time.time())
-    return stopped
+    return DownResult(stopped, removed)

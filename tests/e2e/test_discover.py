@@ -327,6 +327,9 @@ def test_add_is_all_or_nothing_and_refuses_conflicts(stand: StandIn, home: Path,
     config = (home / ".config" / "pgiam" / "config.toml").read_bytes()
     p = pgiam(home, stand, "discover", "--region", "us-east-1", "--add", "--user", "alice", PGIAM_LIBPQ_VERSION="16.4")
     assert p.returncode == ExitCode.CONFIG and "'pg-iam' already exists" in p.stderr
+    # issue 24: the hint is this discover command with its own --replace, not `pgiam add pg-iam --replace`
+    assert p.stderr.splitlines()[-1] == ("hint: run `pgiam discover --region us-east-1 --add --user alice --replace` "
+                                         "to replace it, or `pgiam remove pg-iam` first")
     assert (home / ".config" / "pgiam" / "config.toml").read_bytes() == config
     assert {f: (home / f).read_bytes() for f in before} == before
 

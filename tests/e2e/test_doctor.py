@@ -89,7 +89,14 @@ def utc(offset: float) -> datetime.datetime:
 
 
 def test_healthy_sandbox_prints_only_ok_lines_and_exits_0(world: World) -> None:
+    """Nothing wrong, nothing but `ok`. The test's HOME is a temp dir, not the passwd home: without the two
+    variables env.home is a warning (issue 24), with them every client finds the files."""
     p = world.pgiam("doctor", "sandbox", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    warned = [ln for ln in p.stdout.splitlines() if ln.startswith("warn ")]
+    assert len(warned) == 1 and " env.home: $HOME (" in warned[0], p.stdout
+    env = dict(world.env, PGPASSFILE=f"{world.home}/.pgpass", PGSERVICEFILE=f"{world.home}/.pg_service.conf")
+    p = world.pgiam("doctor", "sandbox", check=False, env=env)
     assert p.returncode == 0, p.stdout + p.stderr
     lines = [ln for ln in p.stdout.splitlines() if ln and ln != "no check failed"]
     assert lines and all(ln.startswith("ok ") for ln in lines), p.stdout

@@ -38,5 +38,10 @@ def test_up_connect_down_and_up_again_after_a_crash(tmp_path: Path) -> None:
         assert "sandbox" not in w.pgiam("list", "--names").stdout.split()
         status = dict(ln.split(": ", 1) for ln in w.pgiam("sandbox", "status").stdout.splitlines())
         assert status["running"] == "False"
+        # Issue 24: no path that down removed (the server log, the cluster), and a second down says so.
+        assert "server_log" not in status and "cluster_dir" not in status
+        assert all(Path(v).exists() for k, v in status.items() if k.endswith(("_file", "_log", "_dir"))), status
+        again = w.pgiam("sandbox", "down")
+        assert again.stdout == "no sandbox was running and no `sandbox` service: nothing to remove\n"
     finally:
         w.pgiam("sandbox", "down", check=False)

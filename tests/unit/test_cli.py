@@ -353,6 +353,35 @@ def test_unexpected_error_is_one_line_without_debug_and_a_traceback_with(run_cli
     assert code == ExitCode.BUG and "Traceback" in err and "RuntimeError: forced" in err
 
 
+@pytest.mark.parametrize("argv", [("discover", "--region", "us-west-2"), ("discover", "--region", "us-west-2", "--json"),
+                                  ("refresh", "prod"), ("sandbox", "status")], ids=" ".join)
+def test_the_bug_hint_works_as_written_with_debug_after_the_command(run_cli, monkeypatch, argv: tuple[str, ...]) -> None:
+    """Issue 24: "run the command again with --debug" means the same command line with --debug added (at the
+    end): `pgiam discover … --debug` is accepted and shows the traceback, not "unrecognized arguments"."""
+    from pgiam import discover, refresh
+    from pgiam.sandbox import cluster
+
+    def boom(*a, **k):
+        raise RuntimeError("forced")
+
+    for module, name in ((discover, "discover"), (refresh, "refresh"), (cluster, "status")):
+        monkeypatch.setattr(module, name, boom)
+    code, _, err = run_cli(*argv)
+    assert (code, err.splitlines()) == (ExitCode.BUG, ["pgiam: unexpected error (RuntimeError); this is a bug in pgiam",
+                                                       "hint: run the command again with --debug and report the traceback"])
+    code, _, err = run_cli(*argv, "--debug")
+    assert code == ExitCode.BUG and err.startswith("Traceback") and "RuntimeError: forced" in err
+    assert "hint:" not in err
+
+
+def test_debug_anywhere_changes_nothing_else(run_cli) -> None:
+    """`--debug` after the command is the global flag (issue 24); any other unknown option is still refused."""
+    assert run_cli("list", "--names", "--debug") == run_cli("--debug", "list", "--names") == (ExitCode.OK, "", "")
+    code, _, err = run_cli("list", "--debug", "--bogus")  # with --debug, the usage error's traceback follows
+    assert (code, err.splitlines()[:3]) == (ExitCode.USAGE, ["pgiam: unrecognized arguments: --bogus",
+                                                             "hint: see `pgiam --help`", "Traceback (most recent call last):"])
+
+
 # ---------------------------------------------------------------- edges, as a real process (issue 10)
 
 

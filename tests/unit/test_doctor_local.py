@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,43 @@ def test_find_section_takes_the_first_and_knows_whose_it_is() -> None:
 ])
 def test_region_of_host(host: str, region: str | None) -> None:
     assert local.region_of_host(host) == region
+
+
+# ---------------------------------------------------------------- env.home (issue 24)
+
+
+def _home_checks(home: Path, env: dict[str, str], major: int) -> list[local.Check]:
+    from pgiam.libpq import LibpqVersion
+
+    return [c for c in local.check_environment("prod", None, env, home, LibpqVersion(major, 0)) if c.id == "env.home"]
+
+
+def test_home_that_is_not_the_passwd_home_is_a_warning_with_the_exports(tmp_path: Path) -> None:
+    """Issue 24: $HOME is not the passwd home (which pgJDBC, pgx and libpq < 15 read): a check whose text names
+    that problem is `warn` with the exports that fix it, not `ok`; `fail` when psql's own libpq is one of them."""
+    home = tmp_path / "home"
+    exports = f"export PGPASSFILE={home}/.pgpass PGSERVICEFILE={home}/.pg_service.conf"
+    (c,) = _home_checks(home, {}, 15)
+    assert (c.status, c.fix) == ("warn", exports)
+    assert c.message.startswith(f"$HOME ({home}) is not the passwd home (")
+    (c,) = _home_checks(home, {}, 14)
+    assert (c.status, c.fix) == ("FAIL", exports)
+    (c,) = _home_checks(home, {"PGPASSFILE": f"{home}/.pgpass"}, 15)
+    assert (c.status, c.fix) == ("warn", f"export PGSERVICEFILE={home}/.pg_service.conf")
+
+
+def test_home_with_both_files_named_is_ok_and_says_why(tmp_path: Path) -> None:
+    """With PGPASSFILE and PGSERVICEFILE set, every client finds the files wherever $HOME points: `ok`, and the
+    text says so instead of naming a problem (issue 24)."""
+    home = tmp_path / "home"
+    env = {"PGPASSFILE": f"{home}/.pgpass", "PGSERVICEFILE": f"{home}/.pg_service.conf"}
+    for major in (14, 15):
+        (c,) = _home_checks(home, env, major)
+        assert (c.status, c.fix) == ("ok", None)
+        assert c.message.endswith("but PGPASSFILE and PGSERVICEFILE name the files for every client")
+
+
+def test_home_that_is_the_passwd_home_has_no_check(tmp_path: Path) -> None:
+    import pwd
+
+    assert _home_checks(Path(pwd.getpwuid(os.getuid()).pw_dir), {}, 15) == []

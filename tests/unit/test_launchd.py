@@ -49,6 +49,7 @@ printf '%s\\n' "$*" >> "$HOME/crontab.argv"
 case "$1" in
   -l) if [ -f "$HOME/.table" ]; then cat "$HOME/.table"; else echo "no crontab for you" >&2; exit 1; fi ;;
   -) cat > "$HOME/.table" ;;
+  -r) if [ -f "$HOME/.table" ]; then rm "$HOME/.table"; else echo "no crontab for you" >&2; exit 1; fi ;;
 esac
 """
 FAKE_SYSTEMCTL = """#!/bin/sh

@@ -196,7 +196,8 @@ printf '%s\\n' "$*" >> "$HOME/crontab.argv"
 case "$1" in
   -l) if [ -f "$HOME/.table" ]; then cat "$HOME/.table"; else echo "no crontab for $(id -un)" >&2; exit 1; fi ;;
   -) cat > "$HOME/.table.new" && mv "$HOME/.table.new" "$HOME/.table" ;;
-  *) echo "usage: crontab [-l | -]" >&2; exit 2 ;;
+  -r) if [ -f "$HOME/.table" ]; then rm "$HOME/.table"; else echo "no crontab for $(id -un)" >&2; exit 1; fi ;;
+  *) echo "usage: crontab [-l | - | -r]" >&2; exit 2 ;;
 esac
 """
 FAKE_SYSTEMCTL = """#!/bin/sh
@@ -273,6 +274,31 @@ def test_cron_install_remove_status(home: Path) -> None:
     assert timer.remove(paths).removed == ()
     assert set(argv_log(home, "crontab")) == {"-l", "-"}  # only through crontab -l and crontab -
     assert_no_secret(home)
+
+
+def test_a_crontab_that_held_only_pgiam_is_removed_not_left_empty(home: Path, run_cli) -> None:
+    """Issue 24: a user with no crontab before `timer install --cron` has none after `timer remove` or
+    `uninstall --yes` (`crontab -r`), not an empty table; a table with anything else in it stays."""
+    (home / "systemd-down").touch()
+    paths = paths_for(home)
+    timer.install(paths, method="cron", every=240, enable=True, exe=["/opt/pgiam"], env={})
+    assert (home / ".table").read_text().count(timer.CRON_MARKER) == 1
+    assert timer.remove(paths).removed == ("crontab line",)
+    assert not (home / ".table").exists() and argv_log(home, "crontab")[-2:] == ["-l", "-r"]
+    assert timer.remove(paths).removed == ()  # nothing there: nothing done
+    assert argv_log(home, "crontab")[-1] == "-l"
+
+    code, _, err = run_cli("timer", "install", "--cron")
+    assert code == 0, err
+    assert (home / ".table").exists()
+    code, _, err = run_cli("uninstall", "--yes")
+    assert code == 0, err
+    assert not (home / ".table").exists() and argv_log(home, "crontab")[-1] == "-r"
+
+    (home / ".table").write_text("\n")  # a table of its own, even a blank one, is kept
+    timer.install(paths, method="cron", every=240, enable=True, exe=["/opt/pgiam"], env={})
+    assert timer.remove(paths).removed == ("crontab line",)
+    assert (home / ".table").read_text() == "\n"
 
 
 def test_systemd_install_remove_status(home: Path) -> None:
