@@ -120,6 +120,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
 
                     refuse_foreign_home(paths.home, [paths.config_file, paths.state_dir, paths.data_dir, paths.pgpass,
                                                      paths.service_file], argv)
+                if args.command != "completion":
+                    # Every other command reads pgiam's own directories (`hook` the config, and its script
+                    # trusts next-due): one another user owns or may write could hold a planted next-due,
+                    # state or token index, so reads refuse it as writes do (after the home check, whose
+                    # hint names sudo).
+                    paths.check_own_dirs()
                 code = _run(args, paths, out)
                 out.stdout.flush()
                 return code

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     import tomlkit.items
 
 from pgiam.errors import ConfigError, UsageError
+from pgiam.facts import TOKEN_LIFETIME as TOKEN_LIFETIME
 
-TOKEN_LIFETIME = 900  # botocore hard-codes X-Amz-Expires=900 for RDS tokens
 DEFAULT_MARGIN = 300
 DEFAULT_PORT = 5432
 

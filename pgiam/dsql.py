@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from pgiam.errors import EnvironmentProblem
+from pgiam.facts import DSQL_EXPIRES_IN
 
 if TYPE_CHECKING:
     from pgiam.config import Service
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 ADMIN = "admin"  # DSQL's built-in role; it signs with the DbConnectAdmin action
 DEFAULT_DBNAME = "postgres"  # the one database a DSQL cluster has
-EXPIRES_IN = 900  # what pgiam asks for: the same lifetime as an RDS token (freshness.TOKEN_LIFETIME)
 SNI_LIBPQ = 14  # DSQL routes on the TLS SNI name; libpq sends SNI from 14 on (`sslsni`)
 
 _HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\.dsql(-fips)?\.([a-z]{2}(-[a-z]+)+-\d+)\.on\.aws\.?$")
@@ -75,5 +75,5 @@ def sign(session: Any, creds: Any, svc: Service) -> tuple[str, float]:
     )
     client_like = SimpleNamespace(_request_signer=signer, meta=SimpleNamespace(region_name=svc.region))
     minted = botocore.auth.get_current_datetime()  # type: ignore[attr-defined]  # botocore-stubs lack it
-    token: str = fn(client_like, svc.host, Region=svc.region, ExpiresIn=EXPIRES_IN)
+    token: str = fn(client_like, svc.host, Region=svc.region, ExpiresIn=DSQL_EXPIRES_IN)
     return token, float(calendar.timegm(minted.utctimetuple()))

@@ -9,6 +9,10 @@
   user, region, margin) comes from the token index that the full `pgiam token` writes; the index
   names the config file's identity (device, inode, size, mtime) it was made from, so any change to
   the config sends the call down the full path, which writes a new index.
+
+Both read the locations, the limits and the formats from pgiam.facts (standard library only), as the
+full commands do, and both hand over to the full path (which refuses, exit 5) when one of pgiam's own
+directories belongs to another user or is writable by others.
 """
 
 from __future__ import annotations
@@ -17,51 +21,39 @@ import os
 import sys
 import time
 
-_FAST = (["refresh", "--if-needed", "--quiet"], ["refresh", "--quiet", "--if-needed"])
+from pgiam import facts
 
 
-def nothing_due() -> bool:
-    """True only when the next-due epoch is ahead (by no more than a token lives) and neither the
-    config nor either libpq file changed since it was written; anything else takes the full path."""
-    import platformdirs  # the XDG rules, not hand-rolled (about 3 ms)
+def _own_dirs_ok() -> bool:
+    """pgiam.facts.dir_problem finds nothing wrong with any of pgiam's own directories."""
+    try:
+        return not any(facts.dir_problem(d) for d in facts.own_dirs(os.environ))
+    except OSError:
+        return False
 
+
+def nothing_due(now: float | None = None) -> bool:
+    """True only when the next-due epoch is ahead of `now` (default: the clock), but no further than
+    pgiam.facts.next_due_limit allows, neither the config nor either libpq file changed since it was
+    written, and pgiam's own directories pass their check; anything else takes the full path."""
     env = os.environ
-    home = env.get("HOME", "")
-    # The same locations as pgiam.paths: PGIAM_STATE_DIR / PGIAM_CONFIG first, else XDG.
-    state = os.path.join(env["PGIAM_STATE_DIR"], "pgiam") if env.get("PGIAM_STATE_DIR") else platformdirs.user_state_dir("pgiam")
-    due_file = os.path.join(state, "next-due")
-    watched = (
-        env.get("PGIAM_CONFIG") or os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml"),
-        # libpq's locations (PGPASSFILE / PGSERVICEFILE, else the home directory); the full path
-        # refuses relative ones, so they never count as unchanged here.
-        env.get("PGPASSFILE") or os.path.join(home, ".pgpass"),
-        env.get("PGSERVICEFILE") or os.path.join(home, ".pg_service.conf"),
-    )
+    due_file = os.path.join(facts.state_dir(env), facts.NEXT_DUE)
+    # libpq's locations; the full path refuses relative ones, so they never count as unchanged here.
+    watched = (facts.config_file(env), facts.pgpass_file(env), facts.service_file(env))
     try:
         with open(due_file, "rb") as f:
-            due = int(f.read(64))
+            parsed = facts.parse_next_due(f.read(64))
             due_mtime = os.fstat(f.fileno()).st_mtime_ns
+        if parsed is None:
+            return False
         for path in watched:
             # Written in the same clock tick counts as older; a missing file is a change.
             if not os.path.isabs(path) or os.stat(path).st_mtime_ns > due_mtime:
                 return False
     except (OSError, ValueError):
         return False
-    now = time.time()
-    # next-due is written at most one token life (900 s) ahead: later means the clock stepped back.
-    return now < due <= now + 900
-
-
-TOKEN_INDEX = "token-index.json"  # in the state directory
-
-
-def config_stamp(path: str) -> list[int] | None:
-    """The identity of the config file as the token index records it; None when it is missing."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    due, margin = parsed
+    return facts.next_due_trusted(time.time() if now is None else now, due, margin) and _own_dirs_ok()
 
 
 def _read_regular(path: str, limit: int = 1 << 22) -> bytes:
@@ -84,12 +76,10 @@ def _read_regular(path: str, limit: int = 1 << 22) -> bytes:
 
 
 # What the fast path reads, with the standard library only: no dataclasses (whose import of `inspect`
-# alone costs as much as the rest), so not pgiam.pgpass/tokeninfo/freshness themselves. Their rules
-# are mirrored below and tests/unit/test_token_callback.py checks the mirror against them.
-# pgiam.pgpass.BEGIN_LINE and END_LINE: the marker lines, exactly (pgiam.block)
-_BEGIN = ("# BEGIN pgiam: IAM tokens managed by pgiam, rewritten on every refresh. "
-          "`pgiam remove NAME` drops a service; lines outside this block are yours.")
-_END = "# END pgiam"
+# alone costs as much as the rest), so not pgiam.pgpass/tokeninfo/freshness themselves. Their parsing
+# is mirrored below (their constants come from pgiam.facts) and tests/unit/test_token_callback.py
+# checks the mirror against them.
+_BEGIN, _END = facts.PGPASS_BEGIN, facts.END  # pgiam.pgpass.BEGIN_LINE and END_LINE (pgiam.block)
 
 
 def _pgpass_fields(line: str) -> list[str]:
@@ -182,19 +172,19 @@ def _token_facts(token: str) -> tuple[str, int | None, str | None, str, str, flo
     return host.lower(), port, q.get("DBUser", [None])[0], scope[2], scope[3], signed, lifetime
 
 
-def _fresh(now: float, facts: tuple[str, int | None, str | None, str, str, float, int], *, host: str,
+def _fresh(now: float, said: tuple[str, int | None, str | None, str, str, float, int], *, host: str,
            port: int, user: str, region: str, margin: int, creds: float | None) -> bool:
     """pgiam.freshness.judge(...).due is False, for a token pgiam.store.verdict would judge."""
-    t_host, t_port, t_user, t_region, service, signed, lifetime = facts
+    t_host, t_port, t_user, t_region, service, signed, lifetime = said
     dsql = service == "dsql"
     if (t_host != host.lower().rstrip(".") or t_port != (None if dsql else port) or t_region != region
             or (not dsql and t_user != user)):
         return False  # "mismatch"
     expires = signed + lifetime if creds is None else min(signed + lifetime, creds)
-    if signed > now + 5 or lifetime > 900:  # freshness.CLOCK_TOLERANCE, TOKEN_LIFETIME: "future"
+    if signed > now + facts.CLOCK_TOLERANCE or lifetime > facts.TOKEN_LIFETIME:  # freshness.judge: "future"
         return False
     life = max(0.0, expires - signed)
-    due = max(expires - min(float(margin), life / 2), signed + 30)  # freshness.due_at, MIN_INTERVAL
+    due = max(expires - min(float(margin), life / 2), signed + facts.MIN_INTERVAL)  # freshness.due_at
     return now < due
 
 
@@ -203,43 +193,36 @@ def cached_token(name: str) -> str | None:
     (as `refresh --if-needed` judges it); None sends the caller to the full path."""
     import json
 
-    import platformdirs
-
     env = os.environ
-    home = env.get("HOME", "")
-    state_dir = platformdirs.user_state_dir("pgiam")
-    config = os.path.join(platformdirs.user_config_dir("pgiam"), "config.toml")
-    # libpq's location (PGPASSFILE, else the home directory); relative paths take the full path.
-    pgpass_path = env.get("PGPASSFILE") or os.path.join(home, ".pgpass")
-    if not os.path.isabs(pgpass_path):
+    # The same locations as the full path (PGIAM_CONFIG, PGIAM_STATE_DIR, PGPASSFILE, else XDG and the
+    # home directory); relative libpq paths take the full path, which refuses them.
+    state_dir = facts.state_dir(env)
+    pgpass_path = facts.pgpass_file(env)
+    if not os.path.isabs(pgpass_path) or not _own_dirs_ok():
         return None
     try:
-        index = json.loads(_read_regular(os.path.join(state_dir, TOKEN_INDEX)))
-        if index.get("version") != 1 or index.get("config") != config_stamp(config):
+        meaning = facts.parse_token_index(_read_regular(os.path.join(state_dir, facts.TOKEN_INDEX)),
+                                          facts.config_stamp(facts.config_file(env)), name)
+        if meaning is None:
             return None
-        svc = index["services"][name]
-        host, port, dial_port, user, region = (svc["host"], svc["port"], svc["dial_port"], svc["user"], svc["region"])
-        margin = index["margin"]
-        if not all(isinstance(v, str) for v in (host, user, region)) or not all(
-                type(v) is int for v in (port, dial_port, margin)):
-            return None
+        host, port, dial_port, user, region, margin = meaning
         text = _read_regular(pgpass_path).decode("utf-8", "surrogateescape")
         token = _pgpass_token(text, host, str(dial_port), user)
-        facts = _token_facts(token) if token is not None else None
-        if token is None or facts is None:
+        said = _token_facts(token) if token is not None else None
+        if token is None or said is None:
             return None
         # pgiam's note of the credentials' expiry applies only to the very token it wrote (as in
         # pgiam.store.verdict): a token is refused once the credentials that signed it expire.
         creds = None
         try:
-            row = json.loads(_read_regular(os.path.join(state_dir, "state.json")))["services"][name]
-            if row.get("key") == f"{host}:{dial_port}:{user}" and row.get("minted") == facts[5]:
+            row = json.loads(_read_regular(os.path.join(state_dir, facts.STATE_FILE)))["services"][name]
+            if row.get("key") == f"{host}:{dial_port}:{user}" and row.get("minted") == said[5]:
                 creds = row.get("expires")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
         if creds is not None and (type(creds) not in (int, float) or creds != creds):
             return None
-        fresh = _fresh(time.time(), facts, host=host, port=port, user=user, region=region, margin=margin, creds=creds)
+        fresh = _fresh(time.time(), said, host=host, port=port, user=user, region=region, margin=margin, creds=creds)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return token if fresh else None
@@ -259,7 +242,7 @@ def _fast_token(argv: list[str]) -> bool:
 
 def main() -> None:
     """Run pgiam and exit with its status."""
-    if sys.argv[1:] in _FAST and nothing_due():
+    if sys.argv[1:] in facts.FAST_ARGVS and nothing_due():
         sys.exit(0)
     if _fast_token(sys.argv[1:]):
         sys.exit(0)

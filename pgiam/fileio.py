@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pgiam.errors import EnvironmentProblem, FileError, LockedError
+from pgiam.facts import dir_problem
 
 TMP_MARK = ".pgiam-tmp-"
 
@@ -63,20 +64,23 @@ def _nofollow(path: Path) -> bool:
 
 
 def check_private_dir(path: Path) -> None:
-    """Refuse one of pgiam's own directories that another user owns or may write (exit 5, naming the fix)."""
+    """Refuse one of pgiam's own directories that another user owns or may write (exit 5, naming the fix).
+
+    The rule is pgiam.facts.dir_problem, which the fast path applies too."""
     try:
+        problem = dir_problem(str(path))
+        if problem is None:
+            return
         st = os.stat(path)
-    except FileNotFoundError:
-        return
     except OSError as err:
         raise FileError(f"cannot use directory {path}: {err.strerror}", f"check it with `ls -ld {path}`") from None
-    if not stat.S_ISDIR(st.st_mode):
+    if problem == "type":
         raise FileError(f"{path} is not a directory", f"move {path} out of the way")
     uid = os.geteuid()
-    if st.st_uid != uid:
+    if problem == "owner":
         raise FileError(f"{path} belongs to uid {st.st_uid}, not to you (uid {uid}); pgiam will not use it",
                         f"check who created it; if it is yours: chown {uid} {path}; else move it away")
-    if st.st_mode & 0o022:
+    if problem == "mode":
         raise FileError(f"{path} is writable by group or others ({stat.filemode(st.st_mode)}); pgiam will not use it",
                         f"chmod go-w {path} (pgiam creates it 0700)")
 

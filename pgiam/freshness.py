@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgiam.facts import CLOCK_TOLERANCE as CLOCK_TOLERANCE
+from pgiam.facts import MIN_INTERVAL as MIN_INTERVAL
+from pgiam.facts import TOKEN_LIFETIME as TOKEN_LIFETIME
+from pgiam.facts import next_due_limit
 from pgiam.tokeninfo import TokenInfo
-
-TOKEN_LIFETIME = 900  # botocore hard-codes X-Amz-Expires=900 for RDS tokens; pgiam asks DSQL for the same
-MIN_INTERVAL = 30  # a token is never due sooner than this after it was signed: nothing spins
-CLOCK_TOLERANCE = 5  # seconds a token may be dated ahead of this clock (SigV4 dates have 1 s resolution)
 RETRY_AFTER = 60  # first wait after a failed refresh; doubled per consecutive failure
 MAX_RETRY_AFTER = 600
 
@@ -83,6 +83,8 @@ def retry_at(failed_at: float, failures: int) -> float:
     return failed_at + wait
 
 
-def next_due_bound(now: float, due: float) -> float:
-    """A next-due never lies more than one token life ahead: anything later is a clock that jumped."""
-    return min(due, now + TOKEN_LIFETIME)
+def next_due_bound(now: float, due: float, margin: int) -> float:
+    """A next-due is never written further ahead than a token signed now becomes due (a later retry
+    after failures is checked again then): readers believe nothing beyond that, plus the clock
+    tolerance (pgiam.facts.next_due_limit)."""
+    return min(due, now + next_due_limit(margin) - CLOCK_TOLERANCE)

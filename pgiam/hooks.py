@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pgiam.errors import UsageError
-from pgiam.freshness import TOKEN_LIFETIME
+from pgiam.facts import REFRESH_ARGS, next_due_limit
 
 SHELLS = ("bash", "zsh", "fish")
 HOOK_NAME = "__pgiam_hook"
@@ -20,7 +20,6 @@ HOOK_NAME = "__pgiam_hook"
 # that cannot succeed (expired SSO session, no network) must not run at every prompt, and a
 # background refresh still running must not be started twice.
 RETRY_SECONDS = 30
-REFRESH_ARGS = ("refresh", "--if-needed", "--quiet")
 # When the token has expired (or the files changed, or the clock jumped) the prompt waits for the
 # new token, but never longer than this: past it the refresh goes on in the background (fish has no
 # read timeout, so pgiam itself bounds the wait).
@@ -52,8 +51,9 @@ def render_hook(shell: str, *, exe: list[str], next_due_file: Path, notice_file:
                          "run pgiam through its absolute path")
     if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
         raise UsageError(f"the renewal margin must be a whole number of seconds >= 0, not {margin!r}")
-    # A next-due further ahead than a token lives was written under another clock.
-    limit = TOKEN_LIFETIME + margin
+    # A next-due further ahead than a token signed now becomes due (plus the clock tolerance) was
+    # computed under another clock: the same bound as the fast path's (pgiam.facts.next_due_limit).
+    limit = next_due_limit(margin)
     wait_args = [*REFRESH_ARGS, "--wait", str(WAIT_SECONDS)]
     if shell == "fish":
         q = fish_quote

@@ -1,8 +1,8 @@
-"""Every location pgiam reads or writes; nothing else computes a path.
+"""Every location pgiam reads or writes, as one `Paths`; the rules themselves live in pgiam.facts.
 
-pgiam's own files follow the XDG rules through platformdirs; the two libpq
-files follow libpq's rules (PGPASSFILE / PGSERVICEFILE, else the home directory,
-with no `~` expansion anywhere).
+pgiam's own files follow the XDG rules through platformdirs (or PGIAM_CONFIG / PGIAM_STATE_DIR);
+the two libpq files follow libpq's rules (PGPASSFILE / PGSERVICEFILE, else the home directory,
+with no `~` expansion anywhere). The import-light fast path reads the same functions of pgiam.facts.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgiam import facts
 from pgiam.errors import UsageError
 
-APP = "pgiam"
+APP = facts.APP
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,22 @@ class Paths:
         # is followed inside the state and data directories; the home directory is never created.
         from pgiam import fileio
 
+        fileio.own_directories(self.own_dirs, [self.state_dir, self.data_dir], self.home)
+
+    @property
+    def own_dirs(self) -> list[Path]:
+        """The directories every read and write checks (pgiam.facts.own_dirs): config (unless the
+        operator's, named by PGIAM_CONFIG), state, data."""
         own = [self.state_dir, self.data_dir]
-        fileio.own_directories([self.config_dir, *own] if self.own_config_dir else own, own, self.home)
+        return [self.config_dir, *own] if self.own_config_dir else own
+
+    def check_own_dirs(self) -> None:
+        """Refuse (exit 5, naming the fix) when one of pgiam's own directories is another user's or
+        writable by others: reading from it is as unsafe as writing to it (a planted next-due or state)."""
+        from pgiam import fileio
+
+        for d in self.own_dirs:
+            fileio.check_private_dir(d)
 
     @property
     def config_dir(self) -> Path:
@@ -43,21 +58,26 @@ class Paths:
 
     @property
     def state_file(self) -> Path:
-        return self.state_dir / "state.json"
+        return self.state_dir / facts.STATE_FILE
 
     @property
     def next_due_file(self) -> Path:
-        """One epoch number: the earliest instant a token needs renewing (read by shell hooks)."""
-        return self.state_dir / "next-due"
+        """The earliest instant a token needs renewing, and the margin (pgiam.facts.render_next_due)."""
+        return self.state_dir / facts.NEXT_DUE
 
     @property
     def notice_file(self) -> Path:
         """A one-line message for the next prompt (a failed refresh), removed once shown."""
-        return self.state_dir / "notice"
+        return self.state_dir / facts.NOTICE
 
     @property
     def lock_file(self) -> Path:
-        return self.state_dir / "lock"
+        return self.state_dir / facts.LOCK
+
+    @property
+    def token_index(self) -> Path:
+        """What each service name means, for `pgiam token`'s fast path (pgiam.facts.render_token_index)."""
+        return self.state_dir / facts.TOKEN_INDEX
 
     @property
     def sandbox_dir(self) -> Path:
@@ -74,13 +94,8 @@ class Paths:
 
     @classmethod
     def from_env(cls) -> "Paths":
-        """Resolve every location from the environment (HOME, XDG_*, PGPASSFILE, PGSERVICEFILE)."""
-        import platformdirs
-
+        """Resolve every location from the environment (HOME, XDG_*, PGPASSFILE, PGSERVICEFILE, PGIAM_*)."""
         env = os.environ
-        home = Path(env.get("HOME") or os.path.expanduser("~"))
-        # libpq: PGPASSFILE if set, else ~/.pgpass; PGSERVICEFILE if set, else ~/.pg_service.conf.
-        # libpq 15+ takes the home directory from $HOME (FACTS.md). No `~` expansion.
         for var in ("PGPASSFILE", "PGSERVICEFILE"):
             value = env.get(var)
             if value and not os.path.isabs(value):
@@ -88,19 +103,15 @@ class Paths:
                 # would then write live tokens into every directory the shell visits.
                 raise UsageError(f"{var}={value!r} is a relative path; pgiam will not write files relative to the "
                                  "current directory", f"set {var} to an absolute path, e.g. export {var}=\"$PWD/{value}\"")
-        pgpass = Path(env["PGPASSFILE"]) if env.get("PGPASSFILE") else home / ".pgpass"
-        service = Path(env["PGSERVICEFILE"]) if env.get("PGSERVICEFILE") else home / ".pg_service.conf"
         # Headless (systemd, Kubernetes): PGIAM_CONFIG names the config file (a mounted ConfigMap may
         # make it a symlink), PGIAM_STATE_DIR a directory in which pgiam keeps a `pgiam` directory of
         # its own (created 0700: an emptyDir itself is world-writable) for the state and CA bundles.
-        config = Path(env["PGIAM_CONFIG"]) if env.get("PGIAM_CONFIG") else Path(platformdirs.user_config_dir(APP)) / "config.toml"
-        own = Path(env["PGIAM_STATE_DIR"]) / APP if env.get("PGIAM_STATE_DIR") else None
         return cls(
-            config_file=config,
-            state_dir=own or Path(platformdirs.user_state_dir(APP)),
-            data_dir=own or Path(platformdirs.user_data_dir(APP)),
-            pgpass=pgpass,
-            service_file=service,
-            home=home,
-            own_config_dir=not env.get("PGIAM_CONFIG"),
+            config_file=Path(facts.config_file(env)),
+            state_dir=Path(facts.state_dir(env)),
+            data_dir=Path(facts.data_dir(env)),
+            pgpass=Path(facts.pgpass_file(env)),
+            service_file=Path(facts.service_file(env)),
+            home=Path(facts.home_dir(env)),
+            own_config_dir=facts.own_config_dir(env),
         )

@@ -11,15 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from pgiam import block
+from pgiam import block, facts
 
 # The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block).
 WHAT = "the password file"  # named in a damaged-block error; pgiam.store names the path
-BEGIN_LINE = (
-    "# BEGIN pgiam: IAM tokens managed by pgiam, rewritten on every refresh. "
-    "`pgiam remove NAME` drops a service; lines outside this block are yours."
-)
-END_LINE = "# END pgiam"
+BEGIN_LINE = facts.PGPASS_BEGIN
+END_LINE = facts.END
 
 
 class Key(NamedTuple):

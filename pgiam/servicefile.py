@@ -11,15 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pgiam import block
+from pgiam import block, facts
 
 # The marker lines are BEGIN_LINE and END_LINE exactly (pgiam.block).
 WHAT = "the service file"  # named in a damaged-block error; pgiam.store names the path
-BEGIN_LINE = (
-    "# BEGIN pgiam: services managed by pgiam, rewritten from its config (see `pgiam list`). "
-    "`pgiam remove NAME` deletes one; sections outside this block are yours."
-)
-END_LINE = "# END pgiam"
+BEGIN_LINE = facts.SERVICEFILE_BEGIN
+END_LINE = facts.END
 # libpq ends a section only at the next `[` line, so lines the user keeps above their first section would
 # be read as part of pgiam's last one (an unknown key there fails it). This header closes the block then.
 GUARD_NAME = "pgiam:end"

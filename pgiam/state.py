@@ -75,13 +75,9 @@ def due_at(s: ServiceState | None, margin: int) -> float:
 def next_due(states: dict[str, ServiceState], names: list[str], margin: int, now: float) -> int | None:
     """The earliest renewal instant over `names`, as a whole epoch second (None: no services).
 
-    Never more than one token life ahead of `now`: a later value would be a clock that jumped.
+    Never further ahead of `now` than a token signed now becomes due (freshness.next_due_bound).
     """
     times = [due_at(states.get(n), margin) for n in names]
     if not times:
         return None
-    return math.floor(freshness.next_due_bound(now, min(times)))
-
-
-def render_next_due(due: int) -> bytes:
-    return f"{due}\n".encode()
+    return math.floor(freshness.next_due_bound(now, min(times), margin))

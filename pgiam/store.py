@@ -19,7 +19,8 @@ from pgiam.config import Config, Service
 from pgiam.errors import ConfigError, FileError
 from pgiam.fileio import read_bytes, remove_stale_temps, resolve_target, write_all
 from pgiam.paths import Paths
-from pgiam.state import ServiceState, next_due, parse_state, render_next_due, render_state
+from pgiam.facts import render_next_due
+from pgiam.state import ServiceState, next_due, parse_state, render_state
 
 ENCODING = ("utf-8", "surrogateescape")  # foreign bytes round-trip exactly, even when not UTF-8
 
@@ -199,7 +200,7 @@ def plan_state(paths: Paths, config: Config, states: Mapping[str, ServiceState],
         changes.append((paths.state_file, new, 0o600))
     due = next_due(kept, list(config.services), config.defaults.renewal_margin, now)
     if due is not None:
-        data = render_next_due(due)
+        data = render_next_due(due, config.defaults.renewal_margin)
         if force or changes or read_bytes(paths.next_due_file) != data or _stale(paths):
             changes.append((paths.next_due_file, data, 0o600))
     return changes

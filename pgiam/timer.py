@@ -22,12 +22,12 @@ from typing import Any
 from pgiam import freshness, launchd
 from pgiam.config import DEFAULT_MARGIN
 from pgiam.errors import EnvironmentProblem, FileError, UsageError
+from pgiam.facts import REFRESH_ARGS as REFRESH_ARGS
 from pgiam.fileio import atomic_write, ensure_private_dir
 from pgiam.paths import Paths
 
 SERVICE = "pgiam-refresh.service"
 TIMER = "pgiam-refresh.timer"
-REFRESH_ARGS = ("refresh", "--if-needed", "--quiet")
 METHODS = ("systemd", "cron", "launchd")
 # Variables that decide which files pgiam and libpq use: the timer must write the files the
 # user's shell reads. Never credentials (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN...), and no

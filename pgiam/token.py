@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class Minted:
     token: str
     minted_at: float
-    expires_at: float  # min(minted + 900 s, expiry of the temporary credentials that signed it)
+    expires_at: float  # min(minted + TOKEN_LIFETIME, expiry of the temporary credentials that signed it)
     profile: str | None = None  # the AWS profile that signed (None: botocore's default chain)
     method: str = ""  # botocore's credential provider: env, sso, assume-role, custom-process, ...
 

@@ -9,8 +9,6 @@ from pgiam.commands._common import Out, Subparsers, clock, command, left
 from pgiam.errors import ExitCode, LockedError, PgiamError
 from pgiam.paths import Paths
 
-REFRESH_ARGS = ("refresh", "--if-needed", "--quiet")  # what hooks and timers run (and pgiam.entry answers fast)
-
 
 def register(sub: Subparsers) -> None:
     rf = command(sub, "refresh", "mint fresh tokens into ~/.pgpass", """\

@@ -10,7 +10,6 @@ them, and printed.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from pgiam.commands._common import Out, Subparsers, command
@@ -31,10 +30,11 @@ examples:
 
 
 def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
-    from pgiam import entry, refresh, store
+    from pgiam import refresh, store
     from pgiam.config import load_config
+    from pgiam.facts import config_stamp
 
-    stamp = entry.config_stamp(str(paths.config_file))  # before reading: a later edit invalidates the index
+    stamp = config_stamp(str(paths.config_file))  # before reading: a later edit invalidates the index
     config = load_config(paths.config_file)
     svc = config.services.get(args.name)
     if svc is None:
@@ -77,20 +77,14 @@ def fresh_token(paths: Paths, svc: Service, margin: int, due_ok: bool = False) -
 
 def save_index(paths: Paths, config: Config, stamp: list[int] | None) -> None:
     """The token index pgiam.entry reads: what each service name means, for the config file `stamp`."""
-    from pgiam import entry
+    from pgiam.facts import render_token_index
     from pgiam.fileio import atomic_write, ensure_private_dir, read_bytes
 
     if stamp is None:
         return
-    doc = {
-        "version": 1,
-        "config": stamp,
-        "margin": config.defaults.renewal_margin,
-        "services": {n: {"host": s.host, "port": s.port, "dial_port": s.dial_port, "user": s.user, "region": s.region}
-                     for n, s in sorted(config.services.items())},
-    }
-    data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
-    path = paths.state_dir / entry.TOKEN_INDEX
+    data = render_token_index(stamp, config.defaults.renewal_margin,
+                              {n: (s.host, s.port, s.dial_port, s.user, s.region) for n, s in config.services.items()})
+    path = paths.token_index
     if read_bytes(path) != data:
         ensure_private_dir(paths.state_dir)
         atomic_write(path, data, 0o600)

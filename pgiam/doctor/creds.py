@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pgiam.config import Service
 from pgiam.doctor import Check, fail, ok, warn
+from pgiam.facts import TOKEN_LIFETIME
 
 
 def _read_ini(path: Path) -> configparser.RawConfigParser:
@@ -121,7 +122,7 @@ def _sso(profile: str, conf: dict[str, str], config: configparser.RawConfigParse
             out.append(warn("creds.sso", msg + " (botocore may renew it with its refresh token)", login))
         else:
             out.append(fail("creds.sso", msg, login))
-    elif expires - now < 900:
+    elif expires - now < TOKEN_LIFETIME:  # a token signed now would outlive the session
         out.append(warn("creds.sso", f"the SSO session of profile {profile} ends in {_left(expires - now)}", login))
     else:
         out.append(ok("creds.sso", f"the SSO session of profile {profile} has {_left(expires - now)} left"))

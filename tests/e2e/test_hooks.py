@@ -279,6 +279,30 @@ def test_next_due_from_another_clock_refreshes_synchronously(shell: str, setup: 
     assert setup.runs() == ["start refresh --if-needed --quiet --wait 3", "end"]
 
 
+# Issue 19 (7), transcribed: a next-due later than now + lifetime - min(margin, lifetime / 2) + 5 is not trusted.
+LIMIT = 900 - min(MARGIN, 900 // 2) + 5
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("ahead", [LIMIT + 3, LIMIT - 10])
+def test_next_due_bound_is_the_shared_one(shell: str, ahead: int, setup: Setup) -> None:
+    """Issue 19 (7): the hooks believe a next-due exactly as far ahead as the fast path does. Just past
+    the bound (a token signed a few seconds ahead of the clock: the clock stepped back by less than a
+    token's life) the full check runs at once, waiting for it (the hooks used to believe anything up to
+    900 s + margin ahead); within it (a token signed now is due 600 s ahead), nothing runs."""
+    setup.set_due(ahead, age=60)
+    body = install(shell, setup) + "sim 1\n" + IF_EXISTS[shell].format(f=quote(shell, setup.done), tag="DONE")
+    body += "sim 20\n"
+    proc = run(shell, setup, body)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    if ahead > LIMIT:
+        assert value(proc.stdout, "DONE") == "yes"
+        assert setup.runs() == ["start refresh --if-needed --quiet --wait 3", "end"]
+    else:
+        assert value(proc.stdout, "DONE") == "no"
+        assert setup.runs() == []
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_watched_file_changed_after_next_due_runs_the_full_check(shell: str, setup: Setup) -> None:
     """~/.pgpass edited (a block deleted) after pgiam wrote next-due: the next prompt checks, once."""

@@ -72,6 +72,21 @@ def test_config_in_a_directory_owned_by_another_user_is_read(tmp_path: Path, ca:
     _assert_renewed(run(env, "run", "--once"), shared)
 
 
+@pytest.mark.parametrize("owner", [None, NOBODY])
+def test_reads_keep_the_operator_config_directory_exempt(tmp_path: Path, ca: Path, owner: int | None) -> None:
+    """Issue 19 (8): reads check pgiam's own directories as writes do, and no more: with the config in a
+    sticky world-writable ConfigMap mount (or a directory another user owns), the no-op, `status`, `list`
+    and `token` (both through its full path and its fast path) answer."""
+    if owner is not None:
+        need_root()
+    env, shared = _pod(tmp_path, ca, config_mode=0o1777 if owner is None else 0o755, config_owner=owner)
+    _assert_renewed(run(env, "run", "--once"), shared)
+    for argv in (["refresh", "--if-needed", "--quiet"], ["status"], ["list"], ["token", "app"], ["token", "app"]):
+        p = run(env, *argv)
+        assert p.returncode == 0, (argv, p.stderr)
+    assert "app_user" in run(env, "list").stdout
+
+
 @pytest.mark.parametrize("problem", ["world-writable", "another owner"])
 def test_own_state_directory_is_still_checked(tmp_path: Path, ca: Path, problem: str) -> None:
     """The `pgiam` directory inside PGIAM_STATE_DIR is pgiam's own: world-writable or someone else's, it

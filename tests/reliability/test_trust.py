@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pgiam import pgpass, servicefile
+from pgiam import pgpass, servicefile, tokeninfo
 from tests.reliability.conftest import HOSTS, add_args, assert_one_error, need, pgiam_argv, pgiam_env, run, snapshot
 
 pytestmark = pytest.mark.reliability
@@ -215,6 +215,34 @@ def test_hostile_own_directory_refused(home: Path, ca: Path, which: str, how: st
     assert_one_error(p.stderr, p.returncode, 5)
     assert str(d) in p.stderr
     assert ("chown" if how == "other owner" else "chmod go-w") in p.stderr
+    assert snapshot(home) == before
+
+
+@pytest.mark.parametrize("how", ["group-writable", "other owner"])
+@pytest.mark.parametrize("which", [".local/state/pgiam", ".config/pgiam", ".local/share/pgiam"])
+def test_hostile_own_directory_refused_on_reads(home: Path, ca: Path, which: str, how: str) -> None:
+    """Issue 19 (8): reads check exactly the directories writes check. After a good `add` and `token`, one
+    of pgiam's own directories turns group-writable or another user's: the no-op `refresh --if-needed
+    --quiet` (its fast path hands over to the full path), `status`, `list` and `token` (its fast path too)
+    all refuse with exit 5 naming the directory and the fix, and print no token (they exited 0, reading
+    next-due, the state, the config and the token index from it)."""
+    env = pgiam_env(home)
+    assert run(env, *add_args("s1", HOSTS[0], "alice", ca)).returncode == 0
+    assert run(env, "token", "s1").returncode == 0  # writes the token index the fast path reads
+    assert run(env, "refresh", "--if-needed", "--quiet").returncode == 0
+    d = home / which
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory exists once a CA bundle was downloaded
+    if how == "other owner":
+        os.chown(d, 65534, 65534)
+    else:
+        os.chmod(d, 0o770)
+    before = snapshot(home)
+    for argv in (["refresh", "--if-needed", "--quiet"], ["status"], ["list"], ["token", "s1"]):
+        p = run(env, *argv)
+        assert_one_error(p.stderr, p.returncode, 5)
+        assert str(d) in p.stderr, argv
+        assert ("chown" if how == "other owner" else "chmod go-w") in p.stderr, argv
+        assert p.stdout == "", argv
     assert snapshot(home) == before
 
 
@@ -488,6 +516,34 @@ def test_clock_stepped_back_renews(home: Path, ca: Path, tmp_path: Path) -> None
         assert _token(home) != future, argv
 
 
+def _faketime(offset: str) -> list[str]:
+    """argv prefix running a command under libfaketime with the clock shifted by `offset` (e.g. "-400s")."""
+    return [need("faketime"), "-f", offset]
+
+
+def test_clock_stepped_back_less_than_a_token_life_renews(home: Path, ca: Path) -> None:
+    """Issue 19 (7), as reproduced: `faketime -f -400s pgiam add …`, then `faketime -f -600s pgiam refresh
+    --if-needed --quiet`. The token in ~/.pgpass is dated 200 s ahead of that clock, so it is due (a token
+    signed more than 5 s ahead is); the fast path no longer believes next-due (it lies beyond now +
+    lifetime - min(margin, lifetime / 2) + 5), the full check renews it: exit 0 and a new token signed by
+    the stepped-back clock (it exited 0, wrote nothing, and left a token to expire unrenewed)."""
+    env = pgiam_env(home)
+    p = subprocess.run(_faketime("-400s") + pgiam_argv(*add_args("prod", HOSTS[0], "alice", ca)), env=env,
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    old = _token(home)
+    assert old is not None
+    start = time.time()
+    p = subprocess.run(_faketime("-600s") + pgiam_argv("refresh", "--if-needed", "--quiet"), env=env,
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    new = _token(home)
+    assert new is not None and new != old
+    signed_old, signed_new = tokeninfo.decode(old).signed_at, tokeninfo.decode(new).signed_at
+    assert signed_old > start - 600 + 150  # about 200 s ahead of the stepped-back clock
+    assert start - 601 <= signed_new <= time.time() - 599  # the new one signed by the stepped-back clock
+
+
 def test_far_next_due_with_expired_token_renews(home: Path, ca: Path, tmp_path: Path) -> None:
     """Issue 11 (1): next-due far in the future while the token expired: the fast path does not stay silent."""
     env = _clock_env(home, tmp_path)
@@ -496,11 +552,11 @@ def test_far_next_due_with_expired_token_renews(home: Path, ca: Path, tmp_path: 
     due = home / ".local/state/pgiam/next-due"
     import time
 
-    due.write_text(f"{int(time.time()) + 10 * 86400}\n")
+    due.write_text(f"{int(time.time()) + 10 * 86400}\n300\n")
     p = run(env, "refresh", "--if-needed", "--quiet")
     assert p.returncode == 0, p.stderr
     assert _token(home) != old
-    assert int(due.read_text()) <= time.time() + 900
+    assert int(due.read_text().split()[0]) <= time.time() + 600  # a token signed now, margin 300
 
 
 @pytest.mark.parametrize("how", ["block deleted by hand", "backup restored", "other PGPASSFILE"])
@@ -593,10 +649,10 @@ def test_too_early_next_due_corrects_itself(home: Path, ca: Path) -> None:
     env = pgiam_env(home)
     assert run(env, *add_args("prod", HOSTS[0], "alice", ca)).returncode == 0
     due = home / ".local/state/pgiam/next-due"
-    good = int(due.read_text())
-    due.write_text(f"{int(time.time()) - 100}\n")
+    good = due.read_text()
+    due.write_text(f"{int(time.time()) - 100}\n300\n")
     token = _token(home)
     p = run(env, "refresh", "--if-needed", "--quiet")
     assert p.returncode == 0, p.stderr
     assert _token(home) == token  # nothing minted
-    assert int(due.read_text()) == good and good > time.time()
+    assert due.read_text() == good and int(good.split()[0]) > time.time()

@@ -205,7 +205,9 @@ def test_headless_locations_agree_between_paths_and_the_fast_path(tmp_path: Path
         f.write_text("")
     assert not entry.nothing_due()  # no next-due yet
     paths.state_dir.mkdir(mode=0o700)
-    paths.next_due_file.write_text(f"{int(time.time()) + 600}\n")
+    from pgiam.facts import render_next_due
+
+    paths.next_due_file.write_bytes(render_next_due(int(time.time()) + 600, 300))
     assert entry.nothing_due()
     later = os.stat(paths.next_due_file).st_mtime + 1  # a ConfigMap update, newer than next-due: the full path
     os.utime(paths.config_file, (later, later))

@@ -93,6 +93,11 @@ def test_retry_backoff_doubles_and_is_capped() -> None:
     assert max(waits) == freshness.MAX_RETRY_AFTER
 
 
-def test_next_due_never_lies_beyond_one_token_life() -> None:
-    assert freshness.next_due_bound(NOW, NOW + 10**9) == NOW + TOKEN_LIFETIME
-    assert freshness.next_due_bound(NOW, NOW + 10) == NOW + 10
+def test_next_due_is_never_written_beyond_what_a_token_signed_now_gives() -> None:
+    """Issue 19 (7): the writer clamps next-due to when a token signed now becomes due, so every reader's
+    bound (that, plus the clock tolerance) believes what pgiam writes, a retry backoff included."""
+    for margin in (30, 300, 450, 840):
+        signed_now = freshness.due_at(NOW, NOW + TOKEN_LIFETIME, margin)
+        assert freshness.next_due_bound(NOW, NOW + 10**9, margin) == signed_now
+        assert freshness.next_due_bound(NOW, freshness.retry_at(NOW, 16), margin) <= signed_now
+        assert freshness.next_due_bound(NOW, NOW + 10, margin) == NOW + 10

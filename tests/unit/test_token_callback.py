@@ -113,6 +113,43 @@ def test_expired_token_and_no_credentials_is_an_auth_error(run_cli, home: Path, 
     assert "pgiam:" in err and "X-Amz-Signature" not in err
 
 
+def test_fast_path_reads_the_index_and_config_pgiam_config_and_state_dir_name(run_cli, home: Path, ca_file: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19 (2): `prod` added for alice on host A with the default locations and `pgiam token prod`;
+    `prod` added for bob on host B with PGIAM_CONFIG / PGIAM_STATE_DIR set; a refresh of the default config
+    puts alice's token back into the shared ~/.pgpass. Then, with the variables set, `pgiam token prod`
+    prints a token for bob on host B (it printed alice's for host A: the fast path read the default token
+    index and config), and the next call is answered by the fast path from the headless index."""
+    other = "db.cluster-other.us-west-2.rds.amazonaws.com"
+    (home / "cm").mkdir()
+    (home / "shared").mkdir()
+
+    def headless(on: bool) -> None:
+        for var, value in (("PGIAM_CONFIG", home / "cm" / "config.toml"), ("PGIAM_STATE_DIR", home / "shared")):
+            if on:
+                monkeypatch.setenv(var, str(value))
+            else:
+                monkeypatch.delenv(var)
+
+    add(run_cli, ca_file)
+    code, alice, _, err = probe()
+    assert code == 0 and "DBUser=alice" in alice, err
+    headless(True)
+    code, _, err = run_cli("add", "prod", "--host", other, "--user", "bob", "--sslrootcert", str(ca_file))
+    assert code == ExitCode.OK, err
+    headless(False)
+    code, _, err = run_cli("refresh", "prod")
+    assert code == ExitCode.OK, err
+    assert list(tokens(home)) == [pgpass.Key(SANDBOX_HOST, "5432", "alice")]
+    headless(True)
+    code, out, heavy, err = probe()
+    assert code == 0 and out.startswith(f"{other}:5432/") and "DBUser=bob" in out, err
+    assert tokens(home) == {pgpass.Key(other, "5432", "bob"): out}
+    code, again, heavy, err = probe()
+    assert (code, again, heavy) == (0, out, []), err  # the headless index serves the next call
+    assert (home / "shared" / "pgiam" / "token-index.json").exists()
+
+
 def test_unknown_service_is_a_config_error(run_cli, home: Path, ca_file: Path) -> None:
     add(run_cli, ca_file)
     probe()  # an index exists
