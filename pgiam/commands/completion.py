@@ -10,7 +10,7 @@ from pgiam.errors import EnvironmentProblem, ExitCode
 from pgiam.paths import Paths
 
 # The scripts in the source tree's completions/ directory; a wheel installs them as data files
-# (pyproject.toml, [tool.setuptools.data-files]) under these directories of its prefix.
+# (pyproject.toml, [tool.hatch.build.targets.wheel.shared-data]) under these directories of its prefix.
 FILES = {"bash": "pgiam.bash", "zsh": "_pgiam", "fish": "pgiam.fish"}
 INSTALLED = {"bash": "share/bash-completion/completions", "zsh": "share/zsh/site-functions",
              "fish": "share/fish/vendor_completions.d"}

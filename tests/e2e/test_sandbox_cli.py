@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_up_connect_down_and_up_again_after_a_crash(tmp_path: Path) -> None:
-    require_tool("psql")
+    require_tool("psql", "postgresql-client")
     w = make_world(tmp_path / "home")
     try:
         up = w.pgiam("sandbox", "up")
