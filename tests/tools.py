@@ -28,7 +28,7 @@ def require_tool(name: str, package: str | None = None) -> str:
     path = shutil.which(name)
     if path:
         return path
-    skip_or_fail(f"{name} is not installed", f"apt-get install -y {package or name}; .ci/run installs it")
+    skip_or_fail(f"{name} is not installed", f"apt-get install -y {package or name}; scripts/test installs it")
 
 
 def require_module(name: str) -> ModuleType:
