@@ -77,6 +77,8 @@ def parse_next_due(data: bytes) -> tuple[int, int] | None:
 
 # ---------------------------------------------------------------- locations
 
+PGPASS_NAME = ".pgpass"  # in the home directory, when PGPASSFILE is not set
+SERVICEFILE_NAME = ".pg_service.conf"  # likewise, when PGSERVICEFILE is not set
 STATE_FILE = "state.json"
 NOTICE = "notice"
 LOCK = "lock"
@@ -91,13 +93,13 @@ def home_dir(env: Mapping[str, str]) -> str:
 def pgpass_file(env: Mapping[str, str]) -> str:
     """libpq's password file: PGPASSFILE if set, else ~/.pgpass (no `~` or `$VAR` expansion; libpq docs,
     "The Password File"). A relative value is returned as is: callers refuse it."""
-    return env.get("PGPASSFILE") or os.path.join(home_dir(env), ".pgpass")
+    return env.get("PGPASSFILE") or os.path.join(home_dir(env), PGPASS_NAME)
 
 
 def service_file(env: Mapping[str, str]) -> str:
     """libpq's per-user service file: PGSERVICEFILE if set, else ~/.pg_service.conf (libpq docs,
     "The Connection Service File")."""
-    return env.get("PGSERVICEFILE") or os.path.join(home_dir(env), ".pg_service.conf")
+    return env.get("PGSERVICEFILE") or os.path.join(home_dir(env), SERVICEFILE_NAME)
 
 
 def config_file(env: Mapping[str, str]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgiam import block, pgpass, servicefile, tokeninfo
+from pgiam import block, facts, pgpass, servicefile, tokeninfo
 from pgiam.config import Service
 from pgiam.doctor import Check, fail, ok, warn
 from pgiam.freshness import CLOCK_TOLERANCE
@@ -233,8 +233,8 @@ def check_environment(name: str, sec: Section | None, env: Mapping[str, str], ho
     if seen:
         out.append(ok("env.override", f"{', '.join(seen)} set, but the entry's own host, port, user, sslmode and "
                       "sslrootcert win for `service=" + name + "`"))
-    for var, default, label, marker in (("PGPASSFILE", home / ".pgpass", "tokens", pgpass.BEGIN_LINE),
-                                        ("PGSERVICEFILE", home / ".pg_service.conf", "services", servicefile.BEGIN_LINE)):
+    for var, default, label, marker in (("PGPASSFILE", home / facts.PGPASS_NAME, "tokens", pgpass.BEGIN_LINE),
+                                        ("PGSERVICEFILE", home / facts.SERVICEFILE_NAME, "services", servicefile.BEGIN_LINE)):
         value = env.get(var)
         if not value or Path(value) == default:
             continue
@@ -251,7 +251,7 @@ def check_environment(name: str, sec: Section | None, env: Mapping[str, str], ho
     except KeyError:
         pw_home = home
     if pw_home != home:
-        unset = [f"{var}={home / name}" for var, name in (("PGPASSFILE", ".pgpass"), ("PGSERVICEFILE", ".pg_service.conf"))
+        unset = [f"{var}={home / name}" for var, name in (("PGPASSFILE", facts.PGPASS_NAME), ("PGSERVICEFILE", facts.SERVICEFILE_NAME))
                  if not env.get(var)]
         if not unset:  # pgJDBC and pgx read both variables too, libpq every version
             out.append(ok("env.home", f"$HOME ({home}) is not the passwd home ({pw_home}), but PGPASSFILE and "

@@ -43,9 +43,12 @@ def test_token_lifetime_is_defined_once() -> None:
     "token-index.json",
     '"next-due"',
     '"state.json"',
+    '".pgpass"',  # libpq's default locations in the home directory
+    '".pg_service.conf"',
 ])
 def test_shared_literals_are_spelled_once(literal: str) -> None:
-    """Issue 19 (9): the marker lines, the fast-path argv and the token index's name live in pgiam.facts only."""
+    """Issue 19 (9): the marker lines, the fast-path argv, the file names and libpq's default locations are
+    spelled in pgiam.facts only."""
     where = sorted(p.name for p, text in sources().items() if literal in text)
     assert where == ["facts.py"], where
 
