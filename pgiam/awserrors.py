@@ -207,7 +207,9 @@ def classify(err: BaseException, ctx: Context) -> PgiamError:
     if isinstance(err, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.TokenRetrievalError, bx.SSOError)):
         sso = ctx.source.sso_profile or prof
         return AuthError(f"{name}: the AWS SSO session of profile {sso} is missing or expired", _sso_login(ctx))
-    if isinstance(err, bx.LoginError):
+    # LoginError (`aws login` sessions) is newer than the botocore floor in pyproject.toml: 1.40.2 lacks it.
+    login_error: Any = getattr(bx, "LoginError", None)
+    if login_error is not None and isinstance(err, login_error):
         return AuthError(f"{name}: the AWS login session of profile {prof} is missing or expired",
                          f"run `aws login --profile {prof}`, then {ctx.retry}")
     if isinstance(err, bx.NoCredentialsError):
