@@ -113,6 +113,7 @@ def test_expired_token_and_no_credentials_is_an_auth_error(run_cli, home: Path, 
     assert "pgiam:" in err and "X-Amz-Signature" not in err
 
 
+@pytest.mark.slow  # runs pgiam as processes: the fast path is the console entry point
 def test_fast_path_reads_the_index_and_config_pgiam_config_and_state_dir_name(run_cli, home: Path, ca_file: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 19 (2): `prod` added for alice on host A with the default locations and `pgiam token prod`;
