@@ -129,7 +129,7 @@ _pgiam() {
                 ;;
             hook | completion) ((${#pos[@]} == 1)) && args=(bash zsh fish) ;;
             uninstall) opts+=(--yes) ;;
-            run) opts+=(--once --pgbouncer-auth-file --pgbouncer-pidfile) ;;
+            run) opts+=(--once --pgbouncer-auth-file --pgbouncer-pidfile --http) ;;
             sandbox)
                 case $action in
                     '') args=(up down status) ;;

@@ -110,10 +110,11 @@ complete -c pgiam -n '__pgiam_in doctor' -l online -d 'also ask AWS: STS, RDS, I
 complete -c pgiam -n '__pgiam_in doctor' -l python -r -F -d 'report the libpq of psycopg in this interpreter'
 complete -c pgiam -n '__pgiam_in doctor' -l json -d 'machine-readable output'
 
-# run [--once] [--pgbouncer-auth-file FILE [--pgbouncer-pidfile FILE]]
+# run [--once] [--pgbouncer-auth-file FILE [--pgbouncer-pidfile FILE]] [--http HOST:PORT]
 complete -c pgiam -n '__pgiam_in run' -l once -d 'renew what is due once, then exit'
 complete -c pgiam -n '__pgiam_in run' -l pgbouncer-auth-file -r -F -d 'keep the users\' lines fresh in this pgbouncer auth_file'
 complete -c pgiam -n '__pgiam_in run' -l pgbouncer-pidfile -r -F -d 'send pgbouncer SIGHUP after each change'
+complete -c pgiam -n '__pgiam_in run' -l http -x -d 'serve probes and Prometheus metrics on HOST:PORT'
 
 # hook SHELL
 complete -c pgiam -n '__pgiam_at hook' -a 'bash zsh fish' -d 'shell'

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pgiam import freshness, refresh, store, tokeninfo
-from pgiam.config import Config, load_config
+from pgiam import freshness, health, pgpass, refresh, store, tokeninfo
+from pgiam.config import Config, Service, load_config
 from pgiam.errors import ConfigError, LockedError, PgiamError
 from pgiam.fileio import read_bytes
 from pgiam.notify import Notifier
@@ -51,6 +51,7 @@ CERTS_RETRY = 3600.0  # after a failed bundle download
 class Options:
     once: bool = False
     pgbouncer: "Target | None" = None  # keep this pgbouncer auth file in step, and reload pgbouncer
+    http: tuple[str, int] | None = None  # serve the probes and metrics (pgiam.health) on this address
 
 
 @dataclass
@@ -79,6 +80,16 @@ class Daemon:
         self.certs_due: dict[str, float] = {}
         self.last_watchdog = 0.0
         self.reload_pending = False
+        # What the probes and metrics report (pgiam.health): names, times and counts, never a token.
+        self.started = self.clock()
+        self.passes = 0
+        self.mints: dict[tuple[str, str], int] = {}  # (service, result class) -> count
+        self.last_success: dict[str, float] = {}
+        self.credentials: dict[pgpass.Key, float | None] = {}  # endpoint key -> expiry of the signing credentials
+        self.services_view: tuple[health.ServiceView, ...] = ()
+        self.started_ok = False
+        self.view = health.View(self.started, pass_bound())
+        self.http: health.Server | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -106,13 +117,22 @@ class Daemon:
                  f"password file {self.paths.pgpass}, service file {self.paths.service_file}")
         if self.options.once:
             return int(self.cycle())
-        with _signal_pipe(self.flags) as wakeup:
-            while self.flags.stop is None:
-                if self.flags.reload:
-                    self.flags.reload = False
-                    self.reload()
-                self.cycle()
-                self.sleep(wakeup)
+        if self.options.http is not None:
+            self.http = health.Server(self.options.http, lambda: self.view, self.clock)
+            host, port = self.http.address
+            self.log(f"serving /startup, /liveness, /readiness and /metrics on http://"
+                     + (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
+        try:
+            with _signal_pipe(self.flags) as wakeup:
+                while self.flags.stop is None:
+                    if self.flags.reload:
+                        self.flags.reload = False
+                        self.reload()
+                    self.cycle()
+                    self.sleep(wakeup)
+        finally:
+            if self.http is not None:
+                self.http.close()
         self.log(f"stopping ({self.flags.stop}); the files are complete")
         self.notifier.stopping(f"stopping ({self.flags.stop})")
         return 130 if self.flags.stop == "SIGINT" else 0
@@ -134,11 +154,26 @@ class Daemon:
     # ------------------------------------------------------------------ one cycle
 
     def cycle(self) -> int:
-        """Renew what is due, keep pgbouncer's file in step, check the CA bundles; schedule the next wake."""
+        """One pass: renew what is due, keep pgbouncer's file in step, check the CA bundles, schedule the
+        next wake; then publish what the probes and metrics report."""
+        try:
+            return self._cycle()
+        finally:
+            self.passes += 1
+            self.view = health.View(self.started, pass_bound(), self.services_view, self.passes, self.clock(),
+                                    self.wake, self.started_ok, dict(self.mints))
+
+    def _mint(self, svc: Service) -> refresh.Minted:
+        """The minter, noting the expiry of the credentials that signed (for pgiam_credentials_seconds_left)."""
+        m = self.mint(svc)
+        self.credentials[store.key_of(svc)] = getattr(m, "credentials_expire", None)
+        return m
+
+    def _cycle(self) -> int:
         now = self.clock()
         try:
             self.certs(load_config(self.paths.config_file), now)  # a missing bundle first: libpq needs it too
-            result = refresh.refresh(self.paths, now, self.mint, if_needed=True, wait=LOCK_WAIT, lead=self.lead)
+            result = refresh.refresh(self.paths, now, self._mint, if_needed=True, wait=LOCK_WAIT, lead=self.lead)
         except LockedError as err:
             self.log(f"{err.message}; trying again in {BUSY_RETRY:g} s")
             self.wake = now + BUSY_RETRY
@@ -157,8 +192,12 @@ class Daemon:
             if o.status == "renewed":
                 left = int((o.expires or now) - self.clock())
                 self.log(f"{o.name}: renewed, valid for {left} s (until {_utc(o.expires)})")
+                self.mints[(o.name, "ok")] = self.mints.get((o.name, "ok"), 0) + 1
+                self.last_success[o.name] = self.clock()
             elif o.status == "failed":
                 self.log(f"{o.name}: {o.error}" + (f" (hint: {o.hint})" if o.hint else ""))
+                key = (o.name, health.result_class(o.code))
+                self.mints[key] = self.mints.get(key, 0) + 1
         try:
             config = load_config(self.paths.config_file)
             snap = store.read(self.paths)
@@ -168,6 +207,7 @@ class Daemon:
             return int(err.code)
         bouncer = self.pgbouncer(config, snap)
         status = self.schedule(config, snap, now)
+        self.observe(config, snap)
         if result.code == 0 and not self.ready and config.services:
             self.ready = True
             self.notifier.ready(status)
@@ -203,6 +243,22 @@ class Daemon:
         if name:
             text += f"; next: {name} in {max(0, int(at - now))} s"
         return text
+
+    def observe(self, config: Config, snap: store.Snapshot) -> None:
+        """What each service's files say after this pass, for the probes and metrics."""
+        now = self.clock()
+        views = []
+        for n, svc in config.services.items():
+            v = store.verdict(svc, snap, now, config.defaults.renewal_margin)
+            st = store.state_of(svc, snap.states)
+            expires = v.expires if v.reason in ("fresh", "renew") else None
+            creds = self.credentials.get(store.key_of(svc))
+            views.append(health.ServiceView(
+                n, expires, creds, self.last_success.get(n),
+                st.code if st is not None and st.error and st.code else None))
+        self.services_view = tuple(views)
+        if views and all(s.expires is not None and s.expires > now for s in views):
+            self.started_ok = True
 
     def lead_for(self, name: str, v: freshness.Verdict, token: str | None) -> float:
         """How many seconds before its due time this service's token is renewed (0 when unknown).
@@ -297,6 +353,13 @@ class Daemon:
                 continue
             self.certs_due[part] = now + CERTS_EVERY
             self.log(f"CA bundle {path}: {'updated' if res.changed else 'unchanged'} ({res.ca_count} CAs)")
+
+
+def pass_bound() -> float:
+    """How long one pass may take: a credential helper's bound plus the wait for the mint slot or lock."""
+    from pgiam.awscreds import PROCESS_TIMEOUT
+
+    return PROCESS_TIMEOUT + LOCK_WAIT
 
 
 def managed_partitions(paths: Paths, config: Config) -> list[str]:

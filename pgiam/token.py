@@ -28,10 +28,12 @@ class Minted:
     expires_at: float  # min(minted + TOKEN_LIFETIME, expiry of the temporary credentials that signed it)
     profile: str | None = None  # the AWS profile that signed (None: botocore's default chain)
     method: str = ""  # botocore's credential provider: env, sso, assume-role, custom-process, ...
+    credentials_expire: float | None = None  # expiry of the temporary credentials that signed (None: keys that never expire)
 
     def __repr__(self) -> str:  # never show the token, not even in a traceback's locals
         return (f"Minted(token=<{len(self.token)} chars>, minted_at={self.minted_at}, "
-                f"expires_at={self.expires_at}, profile={self.profile!r}, method={self.method!r})")
+                f"expires_at={self.expires_at}, profile={self.profile!r}, method={self.method!r}, "
+                f"credentials_expire={self.credentials_expire})")
 
 
 _SessionKey = tuple[str | None, str, str | None]
@@ -100,11 +102,17 @@ def mint(svc: Service, retry: str | None = None) -> Minted:
         raise AuthError(f"{svc.name}: no AWS credentials found (profile {ctx.source.profile})",
                         f"configure them with `aws configure --profile {ctx.source.profile}` or `aws configure sso`, "
                         f"or use a profile that has them (--profile NAME), then {ctx.retry}")
+    from pgiam import tokeninfo
+
+    info = tokeninfo.try_decode(token)
+    if info is not None:  # the token's own X-Amz-Date: the clock may tick over a second while botocore signs
+        minted = info.signed_at
     expires = minted + TOKEN_LIFETIME
     if resolved.expiry is not None:
         expires = min(expires, resolved.expiry)
     profile = svc.profile or (awscreds.profile_name(session) if resolved.method != "env" else None)
-    return Minted(token=token, minted_at=minted, expires_at=expires, profile=profile, method=resolved.method)
+    return Minted(token=token, minted_at=minted, expires_at=expires, profile=profile, method=resolved.method,
+                  credentials_expire=resolved.expiry)
 
 
 def _sign(session: Session, creds: Credentials, svc: Service) -> tuple[str, float]:

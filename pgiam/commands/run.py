@@ -15,6 +15,8 @@ examples:
   pgiam run                        # foreground; SIGTERM stops it, SIGHUP re-reads the config
   pgiam run --once                 # one renewal pass, then exit
   pgiam run --pgbouncer-auth-file /etc/pgbouncer/userlist.txt --pgbouncer-pidfile /run/postgresql/pgbouncer.pid
+  pgiam run --http :9187           # probes and metrics on http://127.0.0.1:9187/{startup,liveness,readiness,metrics}
+  pgiam run --http "$POD_IP:9187"  # in a pod: kubelet probes the pod's address, not loopback
 
 environment: PGIAM_CONFIG (config file), PGIAM_STATE_DIR (pgiam keeps a `pgiam` directory there),
 PGPASSFILE and PGSERVICEFILE (the files written), NOTIFY_SOCKET and WATCHDOG_USEC (systemd).""")
@@ -23,6 +25,9 @@ PGPASSFILE and PGSERVICEFILE (the files written), NOTIFY_SOCKET and WATCHDOG_USE
                    help="keep the services' users' \"user\" \"token\" lines fresh in this pgbouncer auth_file")
     r.add_argument("--pgbouncer-pidfile", metavar="FILE", type=Path,
                    help="pgbouncer's pidfile: send it SIGHUP after each change of the auth file")
+    r.add_argument("--http", metavar="HOST:PORT",
+                   help="serve /startup, /liveness, /readiness and Prometheus /metrics on this address "
+                        "(HOST defaults to 127.0.0.1; off unless given)")
 
 
 def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
@@ -38,6 +43,14 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
                         args.pgbouncer_pidfile.absolute() if args.pgbouncer_pidfile else None)
     elif args.pgbouncer_pidfile is not None:
         raise UsageError("--pgbouncer-pidfile needs --pgbouncer-auth-file", "name the auth_file pgbouncer reads too")
+    http = None
+    if args.http is not None:
+        from pgiam.health import parse_address
+
+        if args.once:
+            raise UsageError("--http needs the running loop; --once makes one pass and exits",
+                             "drop --once, or drop --http")
+        http = parse_address(args.http)
 
     def mint(svc):  # type: ignore[no-untyped-def]
         from pgiam import token
@@ -48,5 +61,5 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         # One line per event, flushed at once: journald and `kubectl logs` see it as it happens.
         print(f"pgiam: {line}", file=out.stderr, flush=True)
 
-    d = daemon.Daemon(paths, log, mint, Notifier(), daemon.Options(once=args.once, pgbouncer=target))
+    d = daemon.Daemon(paths, log, mint, Notifier(), daemon.Options(once=args.once, pgbouncer=target, http=http))
     return d.run()  # nothing is printed on stdout: the log is stderr's

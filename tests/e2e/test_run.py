@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -425,3 +425,158 @@ def test_web_identity_signs_with_sts_credentials(tmp_path: Path, moto_url: str) 
     state = json.loads((shared / "pgiam" / "state.json").read_text())["services"]["app"]
     assert state["expires"] <= t.signed_at + 900
     assert tok not in p.stderr and tok not in p.stdout
+
+
+# ---------------------------------------------------------------- probes and metrics (issue 23)
+
+CRED_SCRIPT = """\
+import datetime, json, os, sys, time
+d = sys.argv[1]
+if os.path.exists(os.path.join(d, "fail")):
+    print("the credential source is down (test switch)", file=sys.stderr)
+    sys.exit(1)
+keys = json.load(open(os.path.join(d, "keys.json")))
+out = {"Version": 1, "AccessKeyId": keys["access"], "SecretAccessKey": keys["secret"]}
+if keys.get("life"):
+    out["SessionToken"] = keys["session"]
+    end = datetime.datetime.fromtimestamp(int(time.time()) + keys["life"], datetime.timezone.utc)
+    out["Expiration"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+print(json.dumps(out))
+"""
+
+
+def credential_profiles(d: Path, profiles: dict[str, int | None], access: str, secret: str) -> Path:
+    """An AWS config whose profiles get credentials from a credential_process script (keys in a 0600 file,
+    never in argv); each profile's source fails while a file named `fail` exists in its directory.
+    life: seconds until the credentials expire (None: keys that never expire)."""
+    script = d / "creds.py"
+    script.write_text(CRED_SCRIPT)
+    lines = []
+    for name, life in profiles.items():
+        pd = d / name
+        pd.mkdir()
+        f = pd / "keys.json"
+        f.touch(mode=0o600)
+        f.write_text(json.dumps({"access": access, "secret": secret, "life": life, "session": "session-" + secrets.token_hex(8)}))
+        lines.append(f"[profile {name}]\ncredential_process = {sys.executable} {script} {pd}\n")
+    cfg = d / "aws-config"
+    cfg.write_text("\n".join(lines))
+    return cfg
+
+
+def scrape(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def metric(page: str, name: str, **labels: str) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for fam in text_string_to_metric_families(page):
+        for s in fam.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
+
+
+def until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.2)
+
+
+def test_probes_and_metrics_during_a_run_with_a_failing_source_and_an_expiring_token(tmp_path: Path) -> None:
+    """Issue 23's done-when: /startup, /liveness, /readiness and /metrics scraped during a real `pgiam run
+    --http`: a credential source that fails (credential_process toggled by a file) is counted by class and
+    named by the probes; a token whose credentials run out without renewal turns readiness 503; keys that
+    never expire have no credentials gauge; no secret in any answer or in the log."""
+    from tests.conftest import ACCESS_KEY, SECRET_KEY
+
+    life = 75  # the flaky profile's credentials: renewal due half-way (about 30-37 s after the mint)
+    aws = credential_profiles(tmp_path, {"steady": None, "flaky": life}, ACCESS_KEY, SECRET_KEY)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("".join(f'[services.{n}]\nhost = "{n}.cluster-abc.us-west-2.rds.amazonaws.com"\nuser = "app"\n'
+                           f'profile = "{n}"\nsslrootcert = "{ca}"\n\n' for n in ("steady", "flaky")))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
+    env.update(PGIAM_CONFIG=str(cfg), PGIAM_STATE_DIR=str(shared), PGPASSFILE=str(shared / "pgpass"),
+               PGSERVICEFILE=str(shared / "pg_service.conf"), AWS_CONFIG_FILE=str(aws),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true")
+    fail = tmp_path / "flaky" / "fail"
+    fail.touch()  # the flaky source is down from the start
+    proc = subprocess.Popen([sys.executable, "-m", "pgiam", "run", "--http", "127.0.0.1:0"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = Log(proc)
+    try:
+        line = log.until("serving /startup", timeout=60)
+        base = line.rsplit(" ", 1)[1].strip()
+        assert base.startswith("http://127.0.0.1:")
+        bodies: list[str] = []
+
+        def get(path: str) -> tuple[int, str]:
+            code, body = scrape(base + path)
+            bodies.append(body)
+            return code, body
+
+        until("the first pass", lambda: (metric(get("/metrics")[1], "pgiam_passes_total") or 0) >= 1, 60)
+        assert get("/startup") == (503, "starting: no token yet for flaky\n")
+        assert get("/readiness") == (503, "not ready: flaky (no token)\n")
+        assert get("/liveness") == (200, "alive\n")
+        page = get("/metrics")[1]
+        assert metric(page, "pgiam_mints_total", service="flaky", result="auth") == 1
+        assert metric(page, "pgiam_mints_total", service="flaky", result="ok") == 0
+        assert metric(page, "pgiam_mints_total", service="steady", result="ok") == 1
+        assert 800 < (metric(page, "pgiam_token_seconds_left", service="steady") or 0) <= 900
+        assert metric(page, "pgiam_token_seconds_left", service="flaky") is None
+        assert metric(page, "pgiam_credentials_seconds_left", service="steady") is None  # keys that never expire
+        assert metric(page, "pgiam_credentials_seconds_left", service="flaky") is None
+        assert metric(page, "pgiam_ready") == 0
+
+        # The source comes back; SIGHUP makes the loop try at once (a missing token is not held by the backoff).
+        fail.unlink()
+        proc.send_signal(signal.SIGHUP)
+        until("/startup 200", lambda: get("/startup")[0] == 200, 60)
+        assert get("/readiness") == (200, "ready\n")
+        page = get("/metrics")[1]
+        assert metric(page, "pgiam_mints_total", service="flaky", result="ok") == 1
+        assert metric(page, "pgiam_mints_total", service="flaky", result="auth") == 1
+        assert 40 < (metric(page, "pgiam_credentials_seconds_left", service="flaky") or 0) <= life
+        assert 40 < (metric(page, "pgiam_token_seconds_left", service="flaky") or 0) <= life  # the credentials end it
+        assert metric(page, "pgiam_credentials_seconds_left", service="steady") is None
+        assert (metric(page, "pgiam_last_success_timestamp_seconds", service="flaky") or 0) > time.time() - 60
+        assert metric(page, "pgiam_ready") == 1
+
+        # The source fails again: the token runs out unrenewed; readiness names it and why, the failed
+        # renewal is counted, liveness stays 200 (the loop is fine) and /startup stays 200.
+        fail.touch()
+        until("readiness naming the failing renewal",
+              lambda: "renewal failing, auth" in get("/readiness")[1], life)
+        code, body = get("/readiness")
+        assert code == 503 and body.startswith("not ready: flaky (token valid for ") and "steady" not in body
+        page = get("/metrics")[1]
+        assert metric(page, "pgiam_mints_total", service="flaky", result="auth") == 2
+        assert (metric(page, "pgiam_token_seconds_left", service="flaky") or 99) < 60
+        assert get("/liveness") == (200, "alive\n") and get("/startup")[0] == 200
+        assert get("/nothing")[0] == 404
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        tokens = pgpass.parse_tokens((shared / "pgpass").read_text()).values()
+        err = "".join(log.lines)
+        for secret in (SECRET_KEY, "session-", "X-Amz-Signature", *tokens):
+            assert all(secret not in b for b in bodies) and secret not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
