@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pgiam.freshness import MIN_INTERVAL, TOKEN_LIFETIME
+from pgiam.facts import MIN_INTERVAL, renewal_window
 
 GROUP = "pgiam"
 # The libpq keywords of an entry that go under ConnectionParameters (pgAdmin passes them to libpq);
@@ -40,7 +40,7 @@ def expiration(margin: int) -> int:
     that signed it expire sooner, but never due before MIN_INTERVAL): half of that bound, at least
     MIN_INTERVAL / 2, keeps pgAdmin's copy well inside the token's life.
     """
-    bound = min(margin, TOKEN_LIFETIME // 2)
+    bound = renewal_window(margin)
     return max(MIN_INTERVAL // 2, bound // 2)
 
 
