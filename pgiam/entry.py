@@ -1,7 +1,7 @@
 """The console entry point. Two calls made often are answered here without argparse, TOML or botocore:
 
 - `pgiam refresh --if-needed --quiet` (timers, prompt hooks): when nothing is due it reads one tiny
-  file and stats the config, and writes nothing. The "next due" file is rewritten under the lock by
+  file and stats the config, both libpq files and pgiam's own directories, and writes nothing. The "next due" file is rewritten under the lock by
   every refresh/add/remove, so it is at least as new as the state; a config edited by hand afterwards
   is newer than it and takes the full path.
 - `pgiam token NAME` (a connection pool's password callback): when ~/.pgpass holds a token for NAME
