@@ -1,12 +1,16 @@
 """`pgiam uninstall` (issue 14): undoes every kind of timer, both libpq blocks and pgiam's directories,
-keeping every foreign byte; without --yes it changes nothing. Driven through the CLI as a subprocess."""
+keeping every foreign byte; without --yes it changes nothing. Driven through the CLI in process (`main(argv)`
+with the environment a subprocess would get); the only processes are the stand-in launchctl, crontab and
+systemctl that pgiam runs (issue 22: the fast tier starts no pgiam process)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import plistlib
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +38,31 @@ def env(isolated_env: Path, tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
 
 
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ is `env` and the working directory its HOME, as for `subprocess.run(..., env=env, cwd=HOME)`."""
+    saved, cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(env["HOME"])
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def pgiam(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pgiam", *argv], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=env["HOME"])
+    """`pgiam ARGV` through pgiam.cli.main in this process, with `env` as its environment."""
+    from pgiam import token
+    from pgiam.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with environment(env):
+        token._SESSIONS.clear()  # each call is a new "process"
+        code = main(list(argv), stdout=out, stderr=err)
+    return subprocess.CompletedProcess(["pgiam", *argv], code, out.getvalue(), err.getvalue())
 
 
 def snapshot(home: Path) -> dict[str, bytes]:
@@ -115,21 +141,15 @@ def test_busy_lock_changes_nothing(env: dict[str, str], ca_file: Path) -> None:
     home = Path(env["HOME"])
     install_everything(home, env, ca_file)
     before = snapshot(home)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from pgiam.fileio import locked\nfrom pathlib import Path\n"
-                               "with locked(Path(sys.argv[1]), 5):\n    print('held', flush=True)\n"
-                               "    sys.stdin.read()\n", str(home / ".local" / "state" / "pgiam" / "lock")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    # The holder: pgiam's own lock taken on another open file description (flock(2) locks belong to it, so
+    # this process's second open of the file is refused exactly as another process's would be).
+    from pgiam.fileio import locked
+
+    with locked(home / ".local" / "state" / "pgiam" / "lock", 5):
         proc = pgiam({**env, "PGIAM_LOCK_WAIT": "0"}, "uninstall", "--yes")
         assert proc.returncode == 6, proc.stderr
         unlocked = lambda snap: {k: v for k, v in snap.items() if not k.endswith("/lock")}  # noqa: E731
         assert unlocked(snapshot(home)) == unlocked(before)  # the holder writes its pid into the lock file
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert plistlib.loads((home / "Library" / "LaunchAgents" / f"{launchd.LABEL}.plist").read_bytes())
 
 
