@@ -3,10 +3,9 @@ else is refused; an --sslrootcert that is missing or holds no PEM certificate is
 
 from __future__ import annotations
 
-import os
+import io
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,8 +130,12 @@ def tiny_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[TinyDNS]:
 
 
 def pgiam(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pgiam", *argv], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ), stdin=subprocess.DEVNULL)
+    """`pgiam ARGV` through pgiam.cli.main in this process (the unit tier starts no pgiam process)."""
+    from pgiam.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return subprocess.CompletedProcess(["pgiam", *argv], code, out.getvalue(), err.getvalue())
 
 
 def test_add_signs_a_cname_host_for_its_aws_name(tiny_dns: TinyDNS, home: Path, ca_file: Path) -> None:
