@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +44,35 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def home(isolated_env: Path) -> Path:
     return isolated_env
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str], cwd: Path | str | None = None) -> Iterator[None]:
+    """os.environ is exactly `env` (and the working directory `cwd`) inside, as for subprocess.run(env=, cwd=)."""
+    saved, here = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def in_process(*argv: str, env: dict[str, str] | None = None, cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
+    """`pgiam ARGV` through pgiam.cli.main in this process, as `subprocess.run([pgiam, *argv], env=env, cwd=cwd)`
+    would run it (a new botocore session cache, as in a new process): the unit tier starts no pgiam process."""
+    from pgiam import token
+    from pgiam.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with environment(dict(os.environ) if env is None else env, cwd):
+        token._SESSIONS.clear()
+        code = main(list(argv), stdout=out, stderr=err)
+    return subprocess.CompletedProcess(["pgiam", *argv], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ else is refused; an --sslrootcert that is missing or holds no PEM certificate is
 
 from __future__ import annotations
 
-import io
 import socket
 import subprocess
 import threading
@@ -20,6 +19,7 @@ import pytest
 
 from pgiam import endpoints, pgpass, tokeninfo
 from pgiam.errors import ExitCode, UsageError
+from tests.conftest import in_process
 
 CLUSTER = "orders.cluster-abc123.eu-west-1.rds.amazonaws.com"
 INSTANCE = "orders-1.abc123.eu-west-1.rds.amazonaws.com"  # what Aurora's cluster name is itself a CNAME for
@@ -130,12 +130,8 @@ def tiny_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[TinyDNS]:
 
 
 def pgiam(*argv: str) -> subprocess.CompletedProcess[str]:
-    """`pgiam ARGV` through pgiam.cli.main in this process (the unit tier starts no pgiam process)."""
-    from pgiam.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
-    return subprocess.CompletedProcess(["pgiam", *argv], code, out.getvalue(), err.getvalue())
+    """`pgiam ARGV` in this process (the unit tier starts no pgiam process)."""
+    return in_process(*argv)
 
 
 def test_add_signs_a_cname_host_for_its_aws_name(tiny_dns: TinyDNS, home: Path, ca_file: Path) -> None:

@@ -217,12 +217,13 @@ def test_remove_without_launchctl_deletes_the_plist(home: Path, monkeypatch: pyt
 
 
 def test_cli_install_status_remove(home: Path) -> None:
-    """Through the CLI as a subprocess, on Linux: `--launchd` works on any platform."""
+    """Through the CLI (in process), on Linux: `--launchd` works on any platform."""
+    from tests.conftest import in_process
+
     env = {**os.environ, "PATH": f"relative:{os.environ['PATH']}"}
 
     def pgiam(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pgiam", *argv], capture_output=True, text=True, env=env,
-                              timeout=60, cwd=home)
+        return in_process(*argv, env=env, cwd=home)
 
     proc = pgiam("timer", "install", "--launchd", "--every", "3m")
     assert proc.returncode == 0, proc.stderr

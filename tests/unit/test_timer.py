@@ -527,11 +527,10 @@ def test_install_default_every_follows_the_margin(home: Path) -> None:
 
 
 def pgiam(home: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import sys
+    """`pgiam ARGV` in this process (the unit tier starts no pgiam process), with `env` added to the environment."""
+    from tests.conftest import in_process
 
-    full = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pgiam", *argv], capture_output=True, text=True, env=full,
-                          timeout=60, cwd=home)
+    return in_process(*argv, env={**os.environ, **(env or {})}, cwd=home)
 
 
 def test_cli_refuses_an_unsafe_interval_naming_the_limit(home: Path) -> None:

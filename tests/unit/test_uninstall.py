@@ -5,18 +5,15 @@ systemctl that pgiam runs (issue 22: the fast tier starts no pgiam process)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import plistlib
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pgiam import launchd, timer
-from tests.conftest import SANDBOX_HOST
+from tests.conftest import SANDBOX_HOST, in_process
 from tests.unit.test_launchd import FAKE_CRONTAB, FAKE_LAUNCHCTL, FAKE_SYSTEMCTL
 
 FOREIGN_PGPASS = "# mine\r\nother.example.com:5432:*:bob:s3cret\r\n*:*:*:carol:pw"  # CRLF, no final newline
@@ -38,31 +35,9 @@ def env(isolated_env: Path, tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
 
 
-@contextlib.contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    """os.environ is `env` and the working directory its HOME, as for `subprocess.run(..., env=env, cwd=HOME)`."""
-    saved, cwd = dict(os.environ), os.getcwd()
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(env["HOME"])
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def pgiam(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    """`pgiam ARGV` through pgiam.cli.main in this process, with `env` as its environment."""
-    from pgiam import token
-    from pgiam.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with environment(env):
-        token._SESSIONS.clear()  # each call is a new "process"
-        code = main(list(argv), stdout=out, stderr=err)
-    return subprocess.CompletedProcess(["pgiam", *argv], code, out.getvalue(), err.getvalue())
+    """`pgiam ARGV` in this process with `env` as its environment and HOME as its working directory."""
+    return in_process(*argv, env=env, cwd=env["HOME"])
 
 
 def snapshot(home: Path) -> dict[str, bytes]:
