@@ -199,6 +199,15 @@ def _check(token: str, *, access_key: str, secret_key: str, region: str, host: s
     return None
 
 
+def signed_stamp(token: str) -> str | None:
+    """The X-Amz-Date of a token (the instant it was signed: not a secret), or None when it has none."""
+    try:
+        params = _parse_query(token.partition("/?")[2])
+    except UnicodeDecodeError:
+        return None
+    return params.get("X-Amz-Date") if params else None
+
+
 def _parse_amz_date(value: str) -> float:
     """Epoch seconds of a SigV4 basic-format UTC timestamp (YYYYMMDDTHHMMSSZ)."""
     if len(value) != 16 or value[8] != "T" or value[15] != "Z" or not (value[:8] + value[9:15]).isdigit():

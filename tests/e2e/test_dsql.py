@@ -150,7 +150,8 @@ def test_psql_logs_in_to_the_dsql_endpoint_with_a_dsql_token(world: World, user:
         assert p.stdout.strip() == f"{user} postgres true"
         (token,) = [t for k, t in pgpass.parse_tokens((world.home / ".pgpass").read_text()).items() if k.user == user]
         assert token.startswith(f"{DSQL_HOST}/?Action={'DbConnectAdmin' if user == 'admin' else 'DbConnect'}&")
-        assert Path(info(world)["log_file"]).read_text().splitlines()[-1].endswith(f"accepted user={user}")
+        stamp = token.split("X-Amz-Date=", 1)[1].split("&", 1)[0]
+        assert Path(info(world)["log_file"]).read_text().splitlines()[-1].endswith(f"accepted user={user} signed={stamp}")
     finally:
         world.pgiam("remove", name)
 

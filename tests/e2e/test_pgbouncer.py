@@ -11,6 +11,7 @@ import datetime
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -26,7 +27,8 @@ import pytest
 from pgiam import pgbouncer, pgpass
 from pgiam.errors import ConfigError
 from tests.e2e.conftest import World
-from tests.e2e.test_psql import info
+from tests.e2e.test_psql import info, sandbox_keys
+from tests.e2e.test_run import Log
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
@@ -268,3 +270,84 @@ def test_a_users_own_line_for_the_iam_user_is_refused_at_start(world: World, bou
     r = run_once(headless_env(world, tmp_path), bouncer)
     assert "already has a line of its own for user 'pgiam_sandbox'" in r.stderr
     assert bouncer.userlist.read_bytes() == before
+
+
+# ---------------------------------------------------------------- under load, through rotations (issue 23)
+
+ROTATIONS = 3  # the token changes at least this often while pgbench runs: ROTATIONS + 1 distinct tokens
+CRED_LIFE = 60  # credentials that expire in a minute: a token is renewed half-way, every 30 s (MIN_INTERVAL)
+
+
+def accepted_stamps(log: Path, offset: int, user: str) -> list[str]:
+    """The X-Amz-Date of every token the sandbox's checker accepted for `user` after `offset` bytes of its log."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    prefix = f"accepted user={user} signed="
+    return [line.split(prefix, 1)[1] for line in text.splitlines() if prefix in line]
+
+
+def pgbench(b: Bouncer, script: Path, seconds: int) -> subprocess.CompletedProcess[str]:
+    """pgbench with a new connection per transaction (-C) through pgbouncer, as the client user `app`."""
+    exe = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
+    env.update(PGPASSWORD="apppass", PGCONNECT_TIMEOUT="10")
+    return subprocess.run([exe, "-n", "-C", "-c", "2", "-j", "1", "-T", str(seconds), "-f", str(script),
+                           "-h", "127.0.0.1", "-p", str(b.port), "-U", "app", "sandbox"],
+                          env=env, capture_output=True, text=True, timeout=seconds + 60, stdin=subprocess.DEVNULL)
+
+
+def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transaction(
+        world: World, bouncer: Bouncer, tmp_path: Path) -> None:
+    """Issue 23: pgbench opens a new connection per transaction through Debian's pgbouncer (every client
+    connection a new server login: server_lifetime = 0) while `pgiam run` renews the token every 30 s
+    (credentials living a minute, from a credential_process) and rewrites pgbouncer's auth file; the
+    sandbox's token checker logs the X-Amz-Date of each token it accepts. Across three rotations (four
+    distinct tokens accepted): zero failed or aborted transactions, no failed server login in pgbouncer's log."""
+    require_tool("pgbench", "postgresql-contrib")
+    from tests.awsfake import credential_profiles
+
+    b = bouncer
+    access, secret = sandbox_keys(world)
+    env = headless_env(world, tmp_path)
+    env.pop("AWS_PROFILE")
+    env["AWS_CONFIG_FILE"] = str(credential_profiles(tmp_path, {"rotating": CRED_LIFE}, access, secret))
+    cfg = Path(env["PGIAM_CONFIG"])
+    cfg.write_text(cfg.read_text() + 'profile = "rotating"\n')
+    script = tmp_path / "select.sql"
+    script.write_text("select 1;\n")
+    checker_log = Path(info(world)["log_file"])
+    proc = subprocess.Popen([sys.executable, "-m", "pgiam", "run", "--pgbouncer-auth-file", str(b.userlist),
+                             "--pgbouncer-pidfile", str(b.pidfile)], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = Log(proc)
+    try:
+        log.until("reloaded pid", timeout=60)  # the first token is in pgbouncer's auth file
+        start = checker_log.stat().st_size
+        deadline = time.monotonic() + ROTATIONS * 30 + 60
+        runs = transactions = 0
+        while len(set(accepted_stamps(checker_log, start, "pgiam_sandbox"))) < ROTATIONS + 1:
+            assert time.monotonic() < deadline, (f"{len(set(accepted_stamps(checker_log, start, 'pgiam_sandbox')))} "
+                                                 f"distinct tokens only:\n{''.join(log.lines)}")
+            r = pgbench(b, script, 5)
+            runs += 1
+            assert r.returncode == 0, r.stdout + r.stderr + b.log_tail()
+            assert "aborted" not in r.stdout + r.stderr
+            assert "number of failed transactions: 0 " in r.stdout, r.stdout
+            done = int(r.stdout.split("number of transactions actually processed: ", 1)[1].split()[0])
+            assert done > 0, r.stdout
+            transactions += done
+        stamps = accepted_stamps(checker_log, start, "pgiam_sandbox")
+        assert len(stamps) >= transactions  # every transaction's server login was a checked token
+        assert sum("renewed" in line for line in log.lines) >= ROTATIONS + 1
+        pglog = b.logfile.read_text(errors="replace")
+        assert "login failed" not in pglog and "password authentication failed" not in pglog, b.log_tail()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        tokens = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
+        assert not any(t in "".join(log.lines) for t in tokens) and secret not in "".join(log.lines)
+        print(f"pgbench: {runs} runs, {transactions} transactions, {len(set(stamps))} distinct tokens")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

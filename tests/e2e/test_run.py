@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from pgiam import pgpass, tokeninfo
+from tests.awsfake import credential_profiles
 from tests.e2e.conftest import World
 from tests.e2e.test_psql import info, sandbox_keys
 
@@ -428,41 +429,6 @@ def test_web_identity_signs_with_sts_credentials(tmp_path: Path, moto_url: str) 
 
 
 # ---------------------------------------------------------------- probes and metrics (issue 23)
-
-CRED_SCRIPT = """\
-import datetime, json, os, sys, time
-d = sys.argv[1]
-if os.path.exists(os.path.join(d, "fail")):
-    print("the credential source is down (test switch)", file=sys.stderr)
-    sys.exit(1)
-keys = json.load(open(os.path.join(d, "keys.json")))
-out = {"Version": 1, "AccessKeyId": keys["access"], "SecretAccessKey": keys["secret"]}
-if keys.get("life"):
-    out["SessionToken"] = keys["session"]
-    end = datetime.datetime.fromtimestamp(int(time.time()) + keys["life"], datetime.timezone.utc)
-    out["Expiration"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
-print(json.dumps(out))
-"""
-
-
-def credential_profiles(d: Path, profiles: dict[str, int | None], access: str, secret: str) -> Path:
-    """An AWS config whose profiles get credentials from a credential_process script (keys in a 0600 file,
-    never in argv); each profile's source fails while a file named `fail` exists in its directory.
-    life: seconds until the credentials expire (None: keys that never expire)."""
-    script = d / "creds.py"
-    script.write_text(CRED_SCRIPT)
-    lines = []
-    for name, life in profiles.items():
-        pd = d / name
-        pd.mkdir()
-        f = pd / "keys.json"
-        f.touch(mode=0o600)
-        f.write_text(json.dumps({"access": access, "secret": secret, "life": life, "session": "session-" + secrets.token_hex(8)}))
-        lines.append(f"[profile {name}]\ncredential_process = {sys.executable} {script} {pd}\n")
-    cfg = d / "aws-config"
-    cfg.write_text("\n".join(lines))
-    return cfg
-
 
 def scrape(url: str) -> tuple[int, str]:
     import urllib.error
