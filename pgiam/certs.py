@@ -11,24 +11,22 @@ no PyPI package ships the bundle and pgiam should not need `cryptography`.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pgiam.errors import ConfigError, EnvironmentProblem, FileError, NetworkError, UsageError
 from pgiam.fileio import atomic_write, ensure_private_dir, read_bytes
 
 if TYPE_CHECKING:
+    import ssl
+
     from pgiam.reports import CertsReport
     from pgiam.libpq import LibpqVersion
     from pgiam.paths import Paths
@@ -171,6 +169,8 @@ def _subject_name(subject: tuple[tuple[tuple[str, str], ...], ...]) -> str:
 
 def parse_bundle(pem_text: str) -> list[CAInfo]:
     """Every certificate of a PEM CA bundle; BundleError unless all of them parse and are CAs."""
+    import ssl  # here, not at the top: `pgiam list` and the others import this module for PARTITIONS only
+
     if not pem_text.strip():
         raise BundleError("the body is empty")
     head = pem_text.lstrip()[:512].lower()
@@ -261,28 +261,43 @@ def _render_sources(sources: Mapping[str, str]) -> bytes:
 # --------------------------------------------------------------------------- download
 
 
-class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to https:// URLs; urllib would otherwise downgrade to http."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        if urlsplit(newurl).scheme.lower() != "https":
-            fp.close()
-            raise NetworkError(
-                f"{req.full_url} redirected to {newurl}, which is not https; refusing the CA bundle",
-                "use a bundle URL that stays on https://",
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 _NETWORK_HINT = (
     "check the network and any proxy (https_proxy) or SSL_CERT_FILE, then retry; " + SSLROOTCERT_HINT
 )
 
 
+def _https_only_redirects() -> Any:
+    """A redirect handler that follows redirects only to https:// URLs; urllib would otherwise downgrade to http.
+
+    Built on first use: urllib.request and http.client cost every command their import time, and
+    only a download needs them (pgiam.commands registers `certs` from PARTITIONS on every run).
+    """
+    import urllib.request
+
+    class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+        """Follow redirects only to https:// URLs; urllib would otherwise downgrade to http."""
+
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+            if urlsplit(newurl).scheme.lower() != "https":
+                fp.close()
+                raise NetworkError(
+                    f"{req.full_url} redirected to {newurl}, which is not https; refusing the CA bundle",
+                    "use a bundle URL that stays on https://",
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return _HttpsOnlyRedirects()
+
+
 def _download(url: str, context: ssl.SSLContext | None, timeout: float) -> bytes:
     """The body of an HTTPS GET, at most MAX_DOWNLOAD bytes; NetworkError on any failure."""
+    import http.client
+    import ssl
+    import urllib.error
+    import urllib.request
+
     ctx = context if context is not None else ssl.create_default_context()  # honours SSL_CERT_FILE
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), _HttpsOnlyRedirects())
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), _https_only_redirects())
     request = urllib.request.Request(url, headers={"User-Agent": "pgiam", "Accept": "application/x-pem-file, */*"})
     try:
         with opener.open(request, timeout=timeout) as response:
@@ -464,6 +479,8 @@ def proxy_sslrootcert(libpq_version: LibpqVersion | None) -> str:
     # libpq gets the OS bundle's path instead.
     if libpq_version is not None and libpq_version.major >= 16:
         return "system"
+    import ssl
+
     verify = ssl.get_default_verify_paths()
     for candidate in (verify.cafile, verify.openssl_cafile):
         if candidate and os.path.isfile(candidate):

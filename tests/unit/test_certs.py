@@ -564,7 +564,7 @@ def test_proxy_sslrootcert_file_before_16(monkeypatch: pytest.MonkeyPatch, pki: 
 
 def test_proxy_sslrootcert_without_system_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = ssl.DefaultVerifyPaths(None, None, "SSL_CERT_FILE", str(tmp_path / "none.pem"), "SSL_CERT_DIR", str(tmp_path))
-    monkeypatch.setattr(certs.ssl, "get_default_verify_paths", lambda: fake)
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: fake)
     with pytest.raises(EnvironmentProblem, match="no system CA file") as info:
         certs.proxy_sslrootcert(LibpqVersion(15, 18))
     assert info.value.hint and "--sslrootcert" in info.value.hint

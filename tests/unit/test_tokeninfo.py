@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from unittest import mock
 
 import botocore.session
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgiam import tokeninfo
@@ -91,3 +92,36 @@ def test_try_decode_never_raises(text: str) -> None:
 def test_damaged_real_tokens_never_raise(at: int, junk: str) -> None:
     token = rds_token()
     tokeninfo.try_decode(token[:at] + junk + token[at:])
+
+
+def _read(decoder: Callable[[str], tokeninfo.TokenInfo], text: str) -> tokeninfo.TokenInfo | None:
+    try:
+        return decoder(text)
+    except tokeninfo.TokenDecodeError:
+        return None
+
+
+_EDITS = st.lists(st.tuples(st.integers(min_value=0, max_value=2000), st.integers(min_value=0, max_value=3),
+                            st.text(alphabet="&=%+/:[]?#xX5 Z0T-.%2F\u00a0", max_size=4)), max_size=3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["rds", "rds-session", "rds-odd-user", "dsql"]), _EDITS)
+def test_the_one_match_reading_agrees_with_the_general_reading(kind: str, edits: list[tuple[int, int, str]]) -> None:
+    """Issue 25: botocore's layout is read by one compiled match; on real tokens and damaged ones, it must
+    say exactly what the general urllib reading says (or take the general path itself)."""
+    token = {"rds": lambda: rds_token(), "rds-session": lambda: rds_token(session_token="FwoG/ZXIv+YXdz=EXAMPLE"),
+             "rds-odd-user": lambda: rds_token(user="o'brien@x y%+"), "dsql": lambda: dsql_token(False)}[kind]()
+    for at, cut, junk in edits:
+        at %= len(token) + 1
+        token = token[:at] + junk + token[at + cut:]
+    assert _read(tokeninfo.decode, token) == _read(tokeninfo._decode_general, token)
+
+
+def test_real_tokens_take_the_one_match_reading() -> None:
+    """Issue 25: the tokens botocore writes (RDS with and without a session token, DSQL) are read by the
+    compiled match, not by the slower general path."""
+    for token in (rds_token(), rds_token(session_token="FwoG/ZXIv+YXdz=EXAMPLE"), rds_token(user="o'brien@x y"),
+                  dsql_token(True), dsql_token(False)):
+        assert tokeninfo._CANONICAL.fullmatch(token) is not None
+        assert tokeninfo.decode(token) == tokeninfo._decode_general(token)
