@@ -66,16 +66,27 @@ def render_line(key: Key, token: str) -> str:
     return ":".join([host, _literal(key.port), "*", _literal(key.user), escape(token)])
 
 
+_FIELD = r"([^\\:]*(?:\\.[^\\:]*)*)"  # a field with its escapes, up to the next unescaped `:`
+# Five fields as split_fields reads them (the password may end in a lone `\`), in one compiled match.
+_LINE = re.compile(":".join([_FIELD] * 5) + r"(\\?)", re.S)
+_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _unescape(field: str) -> str:
+    return _ESCAPE.sub(r"\1", field) if "\\" in field else field
+
+
 def parse_tokens(text: str) -> dict[Key, str]:
-    """The tokens in pgiam's block, by key."""
+    """The tokens in pgiam's block, by key (the first line of a key wins, as in libpq)."""
     lines = block.split(text, BEGIN_LINE, END_LINE, WHAT).block or []
     out: dict[Key, str] = {}
     for line in lines:
         if not line or line.startswith("#"):
             continue
-        f = split_fields(line)
-        if len(f) == 5:
-            out.setdefault(Key(f[0], f[1], f[3]), f[4])
+        m = _LINE.match(line)
+        if m is not None:
+            host, port, _db, user, password, lone = m.groups()
+            out.setdefault(Key(_unescape(host), _unescape(port), _unescape(user)), _unescape(password) + lone)
     return out
 
 

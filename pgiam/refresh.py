@@ -103,9 +103,11 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
     if_needed and wait 0 (hooks, timers), a mint already in progress makes this return at once.
     lead: with if_needed, seconds ahead of its due time each named service is renewed (a jitter that
     spreads a fleet's renewals before they are due, never after).
+    Each file is read and parsed once; under the write lock, only a file that changed meanwhile is
+    read again (issue 25).
     """
     wait = lock_wait() if wait is None else wait
-    config = load_config(paths.config_file)
+    config, at = store.load(paths)
     selected = store.select(paths, config, names)
     result = Result()
     if not config.services:
@@ -114,10 +116,11 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
     due = _due(config, snap, selected, now, lead) if if_needed else {n: freshness.Verdict(True, "renew") for n in selected}
     minted: dict[str, Minted] = {}
     failures: dict[str, PgiamError] = {}
+    seen = _Seen(config, at, snap)
     if due:
         with minting.slot(paths, wait) as waited:
             if waited:  # another pgiam minted meanwhile: judge the files again
-                snap = store.read(paths)
+                snap = seen.snap = store.reread(paths, snap)
                 due = _due(config, snap, list(due), now, lead)
             by_key: dict[object, str] = {}
             for n in due:
@@ -135,29 +138,49 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
                     minted[n] = mint(svc)
                 except PgiamError as err:
                     failures[n] = err
-            _write(paths, now, selected, minted, failures, result, wait if minted or not if_needed else 0)
-    elif _plan(paths, now, selected, {}, {}, Result()):  # nothing minted; anything to bring in line?
+            _write(paths, now, selected, minted, failures, result, wait if minted or not if_needed else 0, seen)
+    elif _plan(paths, now, selected, {}, {}, Result(), seen):  # nothing minted; anything to bring in line?
         with contextlib.suppress(LockedError):  # a busy lock just means someone else is writing
-            _write(paths, now, selected, minted, failures, result, 0 if if_needed else wait)
+            _write(paths, now, selected, minted, failures, result, 0 if if_needed else wait, seen)
     else:
         result.outcomes = [Outcome(n, "fresh", v.expires) for n in selected
                            for v in [store.verdict(config.services[n], snap, now, config.defaults.renewal_margin)]]
     return result
 
 
+@dataclass
+class _Seen:
+    """The config and the files as this refresh read them, passed down instead of read again."""
+
+    config: Config
+    at: store.Stamp  # config.toml's stamp when it was read
+    snap: store.Snapshot
+
+    def current(self, paths: Paths) -> None:
+        """Under the write lock: read again only what changed since it was read (a concurrent add/remove)."""
+        self.config, self.at = store.reload(paths, self.config, self.at)
+        self.snap = store.reread(paths, self.snap)
+
+
 def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minted],
-          failures: dict[str, PgiamError], result: Result) -> list[store.Change]:
+          failures: dict[str, PgiamError], result: Result, seen: _Seen) -> list[store.Change]:
     """Every write that brings the files in line with the config, the new tokens and the failures."""
-    config = load_config(paths.config_file)  # a concurrent add/remove may have changed it while we minted
-    snap = store.read(paths)
+    config, snap = seen.config, seen.snap
     margin = config.defaults.renewal_margin
     tokens = {store.key_of(config.services[n]): m.token for n, m in minted.items() if n in config.services}
-    changes = store.plan_libpq(paths, config, tokens, result.notices)
-    states: dict[str, ServiceState] = {}
-    for n, svc in config.services.items():
-        st = store.reconcile(svc, snap, store.verdict(svc, snap, now, margin))
+    changes = store.plan_libpq(paths, config, tokens, result.notices, snap=snap)
+    # The notes of every service are brought in line with the files by a refresh of all of them (and by
+    # every `--if-needed`); `refresh NAME` decodes and notes only the tokens it was asked about (issue 25).
+    everything = set(selected) >= config.services.keys()
+    states: dict[str, ServiceState] = {} if everything else {n: st for n, st in snap.states.items() if n in config.services}
+    for n in config.services if everything else [n for n in selected if n in config.services]:
+        svc = config.services[n]
+        info = snap.info(svc)  # decoded once for both
+        st = store.reconcile(svc, snap, store.verdict(svc, snap, now, margin, info), info)
         if st is not None:
             states[n] = st
+        else:
+            states.pop(n, None)
     for n in selected:
         chosen = config.services.get(n)
         if chosen is None:
@@ -177,18 +200,18 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
             result.outcomes.append(Outcome(n, "failed", base.expires, err.message, err.hint, err.code))
         else:
             result.outcomes.append(Outcome(n, "fresh", old.expires if old else None))
-    return changes + store.plan_state(paths, config, states, now, force=bool(changes))
+    return changes + store.plan_state(paths, config, states, now, force=bool(changes), snap=snap)
 
 
 def _write(paths: Paths, now: float, selected: list[str], minted: dict[str, Minted],
-           failures: dict[str, PgiamError], result: Result, wait: float) -> None:
+           failures: dict[str, PgiamError], result: Result, wait: float, seen: _Seen) -> None:
     """Under the write lock: merge the new tokens, reconcile the state with the files, save all at once."""
     with locked(paths.lock_file, wait):
-        changes = _plan(paths, now, selected, minted, failures, result)
-        config = load_config(paths.config_file)
-        store.commit(paths, changes, config)
+        seen.current(paths)
+        changes = _plan(paths, now, selected, minted, failures, result, seen)
+        store.commit(paths, changes, seen.config)
         set_notice(paths, [o for o in result.outcomes if o.status == "failed"],
-                   clear=not failures and len(selected) == len(config.services))
+                   clear=not failures and len(selected) == len(seen.config.services))
 
 
 def set_notice(paths: Paths, failures: list[Outcome], clear: bool = False) -> None:

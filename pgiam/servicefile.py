@@ -81,7 +81,7 @@ def _sections(text: str) -> list[Section]:
 def managed_names(text: str) -> list[str]:
     """Names of the sections inside pgiam's block."""
     lines = block.split(text, BEGIN_LINE, END_LINE, WHAT).block or []
-    stripped = [ln.strip(" \t\r\n\f\v") for ln in lines]
+    stripped = [ln.strip(" \t\r\n\f\v") for ln in lines if "[" in ln]  # only a line with `[` can be a header
     names = [s[1 : s.index("]")] for s in stripped if s.startswith("[") and "]" in s]
     return [n for n in names if n != GUARD_NAME]
 
@@ -107,11 +107,8 @@ def merge(text: str, entries: Iterable[Entry], drop_foreign: Iterable[str] = ())
         for sec in reversed(_sections(foreign)):
             if sec.name in drop:
                 foreign = foreign[: sec.start] + foreign[sec.end :]
-    lines: list[str] = []
-    for i, entry in enumerate(entries):
-        if i:
-            lines.append("")
-        lines += render_section(entry)
-    if lines and _needs_guard(foreign):
-        lines += ["", *GUARD_LINES]
-    return block.join(lines, foreign, BEGIN_LINE, END_LINE)
+    # One string per section, not one per line: 10,000 services stay a few megabytes (issue 25).
+    sections = ["\n".join(render_section(entry)) for entry in entries]
+    if sections and _needs_guard(foreign):
+        sections.append("\n".join(GUARD_LINES))
+    return block.join(["\n\n".join(sections)] if sections else [], foreign, BEGIN_LINE, END_LINE)

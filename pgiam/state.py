@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from json.encoder import encode_basestring_ascii
+from dataclasses import dataclass, fields
 
 from pgiam import freshness
 
@@ -35,7 +36,7 @@ def parse_state(data: bytes | None) -> dict[str, ServiceState]:
         raw = json.loads(data)
         entries = raw.get("services", {})
         # Unknown keys (a newer pgiam) are dropped rather than making the whole file unreadable.
-        states = {name: ServiceState(**{k: v for k, v in entry.items() if k in _FIELDS})
+        states = {name: ServiceState(**(entry if entry.keys() <= _FIELDS else {k: v for k, v in entry.items() if k in _FIELDS}))
                   for name, entry in entries.items()}
     except (ValueError, TypeError, AttributeError, RecursionError):
         return {}
@@ -45,21 +46,47 @@ def parse_state(data: bytes | None) -> dict[str, ServiceState]:
     return {}
 
 
+def _num(v: object) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def _txt(v: object) -> bool:
+    return v is None or isinstance(v, str)
+
+
 def _well_typed(s: ServiceState) -> bool:
-    def num(v: object) -> bool:
-        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
-
-    def txt(v: object) -> bool:
-        return v is None or isinstance(v, str)
-
-    return (isinstance(s.key, str) and num(s.minted) and num(s.expires) and num(s.failed_at)
-            and txt(s.error) and txt(s.hint) and txt(s.profile) and num(s.code)
+    return (isinstance(s.key, str) and _num(s.minted) and _num(s.expires) and _num(s.failed_at)
+            and _txt(s.error) and _txt(s.hint) and _txt(s.profile) and _num(s.code)
             and isinstance(s.failures, int) and not isinstance(s.failures, bool))
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True)
+_quote = encode_basestring_ascii  # json.dumps of a str, without its per-call setup
+
+
 def render_state(states: dict[str, ServiceState]) -> bytes:
-    doc = {"version": 1, "services": {n: asdict(s) for n, s in sorted(states.items())}}
-    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    """state.json, one service per line (valid JSON for any reader; names are plain, see config.check_name)."""
+    names = sorted(states)
+    rows = _encode_rows([vars(states[n]) for n in names])
+    body = "{\n" + ",\n".join(f"    {_quote(n)}: {r}" for n, r in zip(names, rows)) + "\n  }" if rows else "{}"
+    return f'{{\n  "services": {body},\n  "version": 1\n}}\n'.encode()
+
+
+def _encode_rows(rows: list[dict[str, object]]) -> list[str]:
+    """Each row as compact JSON. One call of json's C encoder for all of them, cut between rows: one call
+    per row (or an indented dump, which takes json's pure-Python path) cost more than a 10,000-service
+    refresh itself (issue 25). The cut `}, {"<first key>": ` cannot occur inside a JSON string (a `"` in
+    a string is escaped, and the closing quote is followed by `,` or `}`); if the count is off anyway, rows
+    are encoded one by one."""
+    if not rows:
+        return []
+    head = f"{{{_quote(min(rows[0]))}: "  # how every row starts, its keys being sorted
+    parts = _ENCODER.encode(rows)[1:-1].split("}, " + head)
+    if len(parts) != len(rows):  # a row with other keys: no cut before it
+        return [_ENCODER.encode(r) for r in rows]
+    if len(parts) == 1:
+        return parts
+    return [parts[0] + "}", *(head + p + "}" for p in parts[1:-1]), head + parts[-1]]
 
 
 def due_at(s: ServiceState | None, margin: int) -> float:

@@ -88,15 +88,37 @@ def default_sslrootcert(paths: Paths, svc: Service) -> str:
     return str(certs.bundle_path(paths, certs.partition_for_region(svc.region)))
 
 
+Stamp = tuple[int, int, int, int] | None  # (inode, size, mtime, ctime) of a file; None when it is absent
+
+
+def stamp(path: Path) -> Stamp:
+    """What tells that a file changed since it was read: an atomic replace changes the inode, an edit in
+    place the size or the times."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """What the files say right now."""
+    """What the files say right now: each read and parsed once per command (issue 25), then passed down."""
 
     pgpass_text: str
     service_text: str
     tokens: dict[pgpass.Key, str]
     sections: frozenset[str]  # names of pgiam's sections in the service file
     states: dict[str, ServiceState]
+    state_data: bytes | None = None  # state.json as read, to tell whether a new one changes anything
+    pgpass_exists: bool = False
+    service_file_exists: bool = False
+    stamps: tuple[Stamp, ...] = ()  # of ~/.pgpass, the service file and state.json, taken before reading them
+
+    def info(self, svc: Service) -> tokeninfo.TokenInfo | None:
+        """The decoded token the password file holds for `svc`: tokens are decoded only for the services a
+        command asks about (issue 25)."""
+        return tokeninfo.try_decode(self.tokens.get(key_of(svc)))
 
 
 @contextlib.contextmanager
@@ -108,20 +130,53 @@ def naming(path: Path) -> Iterator[None]:
         raise err.at(path) from None
 
 
+def _stamps(paths: Paths) -> tuple[Stamp, ...]:
+    return stamp(paths.pgpass), stamp(paths.service_file), stamp(paths.state_file)
+
+
 def read(paths: Paths) -> Snapshot:
-    pg = decode(read_bytes(paths.pgpass))
-    sv = decode(read_bytes(paths.service_file))
+    stamps = _stamps(paths)  # before reading: a change made while reading shows as a changed stamp later
+    pg_data = read_bytes(paths.pgpass)
+    sv_data = read_bytes(paths.service_file)
+    state_data = read_bytes(paths.state_file)
+    pg, sv = decode(pg_data), decode(sv_data)
     with naming(paths.pgpass):
         tokens = pgpass.parse_tokens(pg)
     with naming(paths.service_file):
         sections = frozenset(servicefile.managed_names(sv))
-    return Snapshot(pg, sv, tokens, sections, parse_state(read_bytes(paths.state_file)))
+    return Snapshot(pg, sv, tokens, sections, parse_state(state_data), state_data, pg_data is not None,
+                    sv_data is not None, stamps)
 
 
-def verdict(svc: Service, snap: Snapshot, now: float, margin: int) -> freshness.Verdict:
-    """The freshness rule applied to the token the password file holds for `svc`."""
+def reread(paths: Paths, snap: Snapshot) -> Snapshot:
+    """`snap` while no file changed since it was read (the usual case: nothing is read twice), else a new read.
+
+    Called under the write lock: another pgiam may have written while this one was minting.
+    """
+    return snap if _stamps(paths) == snap.stamps else read(paths)
+
+
+def load(paths: Paths) -> tuple[Config, Stamp]:
+    """The config, with the stamp it was read at."""
+    from pgiam.config import load_config
+
+    at = stamp(paths.config_file)
+    return load_config(paths.config_file), at
+
+
+def reload(paths: Paths, config: Config, at: Stamp) -> tuple[Config, Stamp]:
+    """`config` again while config.toml is unchanged since `at`, else the file read anew (a concurrent
+    `add` or `remove` must never be undone)."""
+    return (config, at) if stamp(paths.config_file) == at else load(paths)
+
+
+def verdict(svc: Service, snap: Snapshot, now: float, margin: int,
+            info: tokeninfo.TokenInfo | None = None) -> freshness.Verdict:
+    """The freshness rule applied to the token the password file holds for `svc` (`info`: that token
+    already decoded, None to decode it here)."""
     token = snap.tokens.get(key_of(svc))
-    info = tokeninfo.try_decode(token)
+    if info is None:
+        info = tokeninfo.try_decode(token)
     st = state_of(svc, snap.states)
     # pgiam's note of the credentials' expiry applies only to the very token it wrote.
     creds = st.expires if st is not None and info is not None and st.minted == info.signed_at else None
@@ -131,11 +186,13 @@ def verdict(svc: Service, snap: Snapshot, now: float, margin: int) -> freshness.
                            credentials_expire=creds, malformed=token is not None and info is None)
 
 
-def reconcile(svc: Service, snap: Snapshot, v: freshness.Verdict) -> ServiceState | None:
+def reconcile(svc: Service, snap: Snapshot, v: freshness.Verdict,
+              info: tokeninfo.TokenInfo | None = None) -> ServiceState | None:
     """A state row that agrees with the file: a token pgiam did not note (a restored backup) is noted,
-    and a token that is gone or unusable is forgotten; failures are kept."""
+    and a token that is gone or unusable is forgotten; failures are kept. (`info`: as for verdict.)"""
     st = state_of(svc, snap.states)
-    info = tokeninfo.try_decode(snap.tokens.get(key_of(svc)))
+    if info is None:
+        info = snap.info(svc)
     if info is None or v.reason in ("mismatch", "future"):
         return replace(st, minted=None, expires=None) if st is not None else None
     if st is not None and st.minted == info.signed_at:
@@ -144,21 +201,24 @@ def reconcile(svc: Service, snap: Snapshot, v: freshness.Verdict) -> ServiceStat
 
 
 def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str], notices: list[str],
-               drop_foreign: Iterable[str] = ()) -> list[Change]:
-    """The writes that bring pgiam's blocks in both libpq files in line with `config` and the tokens."""
+               drop_foreign: Iterable[str] = (), snap: Snapshot | None = None) -> list[Change]:
+    """The writes that bring pgiam's blocks in both libpq files in line with `config` and the tokens.
+
+    `snap`: the files as this command read them (read here when not given).
+    """
     for p in (paths.pgpass, paths.service_file, paths.state_file, paths.config_file, paths.next_due_file):
         remove_stale_temps(p)
+    if snap is None:
+        snap = read(paths)
     changes: list[Change] = []
-    data = read_bytes(paths.pgpass)
-    text = decode(data)
-    with naming(paths.pgpass):
-        current = pgpass.parse_tokens(text)
+    text = snap.pgpass_text
+    current = snap.tokens
     wanted = {key_of(s) for s in config.services.values()}
     tokens = {k: new_tokens.get(k) or current[k] for k in wanted if k in new_tokens or k in current}
     with naming(paths.pgpass):
         new_text = pgpass.merge(text, tokens)
     loose = False
-    if data is not None:
+    if snap.pgpass_exists:
         st = os.stat(resolve_target(paths.pgpass))
         if not stat.S_ISREG(st.st_mode):
             raise FileError(f"{paths.pgpass} is not a regular file", f"point PGPASSFILE at a regular file, or move {paths.pgpass} away")
@@ -167,26 +227,34 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
             # A rename replaces one name only: the file's other hard links keep the old contents.
             notices.append(f"{paths.pgpass} has {st.st_nlink - 1} other hard link(s); pgiam replaces the file, so "
                            "those names keep the old tokens (use a symlink to share it)")
-    if new_text != text or loose or (data is None and tokens):
+    if new_text != text or loose or (not snap.pgpass_exists and tokens):
         changes.append((paths.pgpass, encode(new_text), 0o600))
         if loose:
             notices.append(f"{paths.pgpass} was readable by group/others (libpq ignores such a file); pgiam made it 0600")
-    data = read_bytes(paths.service_file)
-    text = decode(data)
-    entries = [service_entry(s, s.sslrootcert or default_sslrootcert(paths, s)) for _, s in sorted(config.services.items())]
+    text = snap.service_text
+    bundles: dict[str, str] = {}  # one path per partition, not one computation per service
+    entries = (service_entry(s, s.sslrootcert or _bundle(paths, s, bundles)) for _, s in sorted(config.services.items()))
     with naming(paths.service_file):
         new_text = servicefile.merge(text, entries, drop_foreign)
     if new_text != text:
-        mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file)).st_mode) if data is not None else 0o600
-        if data is not None and (n := os.stat(resolve_target(paths.service_file)).st_nlink) > 1:
+        exists = snap.service_file_exists
+        mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file)).st_mode) if exists else 0o600
+        if exists and (n := os.stat(resolve_target(paths.service_file)).st_nlink) > 1:
             notices.append(f"{paths.service_file} has {n - 1} other hard link(s); pgiam replaces the file, so "
                            "those names keep the old entries (use a symlink to share it)")
         changes.append((paths.service_file, encode(new_text), mode))
     return changes
 
 
+def _bundle(paths: Paths, svc: Service, known: dict[str, str]) -> str:
+    """default_sslrootcert, remembered per region in `known`."""
+    if svc.region not in known:
+        known[svc.region] = default_sslrootcert(paths, svc)
+    return known[svc.region]
+
+
 def plan_state(paths: Paths, config: Config, states: Mapping[str, ServiceState], now: float,
-               force: bool = False) -> list[Change]:
+               force: bool = False, snap: Snapshot | None = None) -> list[Change]:
     """state.json and next-due for `states` (rows of removed services dropped), when they change.
 
     next-due is rewritten whenever anything else is written (`force`), and whenever it is older than
@@ -196,7 +264,7 @@ def plan_state(paths: Paths, config: Config, states: Mapping[str, ServiceState],
     kept = {n: s for n, s in states.items() if n in config.services}
     changes: list[Change] = []
     new = render_state(kept)
-    if read_bytes(paths.state_file) != new:
+    if (snap.state_data if snap is not None else read_bytes(paths.state_file)) != new:
         changes.append((paths.state_file, new, 0o600))
     due = next_due(kept, list(config.services), config.defaults.renewal_margin, now)
     if due is not None:
