@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pgiam import block, freshness, pgpass, servicefile, tokeninfo
+from pgiam import block, facts, freshness, pgpass, servicefile, tokeninfo
 from pgiam.config import Config, Service
 from pgiam.errors import ConfigError, FileError
 from pgiam.fileio import read_bytes, remove_stale_temps, resolve_target, write_all
@@ -88,17 +88,13 @@ def default_sslrootcert(paths: Paths, svc: Service) -> str:
     return str(certs.bundle_path(paths, certs.partition_for_region(svc.region)))
 
 
-Stamp = tuple[int, int, int, int] | None  # (inode, size, mtime, ctime) of a file; None when it is absent
+Stamp = list[int] | None  # a file's identity as pgiam.facts.config_stamp takes it; None when it is absent
 
 
 def stamp(path: Path) -> Stamp:
-    """What tells that a file changed since it was read: an atomic replace changes the inode, an edit in
-    place the size or the times."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+    """What tells that a file changed since it was read (an atomic replace changes the inode, an edit in
+    place the size or the mtime): the identity the token index already uses for the config."""
+    return facts.config_stamp(str(path))
 
 
 @dataclass(frozen=True)

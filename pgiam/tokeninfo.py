@@ -69,7 +69,8 @@ def _signed_at(stamp: str) -> float:
     m = _STAMP.fullmatch(stamp)
     if m is None:
         raise ValueError(stamp)
-    return (datetime.datetime(*map(int, m.groups())) - _EPOCH).total_seconds()
+    year, month, day, hour, minute, second = map(int, m.groups())
+    return (datetime.datetime(year, month, day, hour, minute, second) - _EPOCH).total_seconds()
 
 
 def decode(token: str) -> TokenInfo:
