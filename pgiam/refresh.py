@@ -174,6 +174,8 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
     everything = set(selected) >= config.services.keys()
     states: dict[str, ServiceState] = {} if everything else {n: st for n, st in snap.states.items() if n in config.services}
     for n in config.services if everything else [n for n in selected if n in config.services]:
+        if n in minted:
+            continue  # its row is the new token's, below
         svc = config.services[n]
         info = snap.info(svc)  # decoded once for both
         st = store.reconcile(svc, snap, store.verdict(svc, snap, now, margin, info), info)
