@@ -453,10 +453,10 @@ def test_sandbox_private_dir_and_minimal_env(home: Path, tmp_path: Path) -> None
     import sys
     import tempfile
 
-    from tests.tools import require_server
+    from tests.tools import require_server, skip_or_fail
 
     if os.geteuid() != 0:
-        pytest.skip("the predictable directory was used only as root")
+        skip_or_fail("the predictable directory was used only as root", "run it as root, as CI does")
     need("psql")
     require_server()
     env = pgiam_env(home, AWS_SESSION_TOKEN="SessionTokenThatMustNotLeak", AWS_SECRET_ACCESS_KEY="SecretThatMustNotLeak")

@@ -177,7 +177,7 @@ def quote_path(s: str) -> str:
 
 def test_url_for_sqlalchemy_asyncpg_names_the_ssl_context(run_cli, home: Path, odd_ca: Path) -> None:
     """asyncpg.connect has no sslrootcert: the URL refuses to connect unchecked, stderr names the missing piece."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = require_module("sqlalchemy")
     add(run_cli, odd_ca)
     code, out, err = run_cli("url", "odd", "--for", "sqlalchemy+asyncpg")
     assert code == ExitCode.OK

@@ -19,12 +19,10 @@ OTHER_UID = 65534  # `nobody`: a home that is not the running user's
 @pytest.fixture(autouse=True)
 def need_root() -> None:
     """Handing a directory to another uid needs root (CI runs as root); the tools rule decides a skip."""
-    from tests.tools import allow_skip
+    from tests.tools import skip_or_fail
 
     if os.geteuid() != 0:
-        if allow_skip():
-            pytest.skip("needs root to chown (PGIAM_ALLOW_SKIP_E2E=1)")
-        pytest.fail("this test needs root (it hands a directory to another uid)")
+        skip_or_fail("this test needs root (it hands a directory to another uid)", "run it as root, as CI does")
 
 
 def tree(root: Path) -> dict[str, tuple[int, int, bytes | None]]:
