@@ -110,8 +110,12 @@ _pgiam() {
                 ;;
             export)
                 case $action in
-                    '') args=(pgadmin) ;;
+                    '') args=(pgadmin pgbouncer) ;;
                     pgadmin) mapfile -t args < <(_pgiam_services) ;;
+                    pgbouncer)
+                        opts+=(--ca-file)
+                        mapfile -t args < <(_pgiam_services)
+                        ;;
                 esac
                 ;;
             list) opts+=(--json --names) ;;

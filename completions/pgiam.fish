@@ -57,7 +57,7 @@ complete -c pgiam -n __pgiam_at -a refresh -d 'mint fresh tokens into ~/.pgpass'
 complete -c pgiam -n __pgiam_at -a token -d 'print a valid token on stdout'
 complete -c pgiam -n __pgiam_at -a env -d 'print the PG* variables of a service'
 complete -c pgiam -n __pgiam_at -a url -d 'print a connection URL or config for one client'
-complete -c pgiam -n __pgiam_at -a export -d 'print services in another tool\'s configuration format (pgAdmin 4)'
+complete -c pgiam -n __pgiam_at -a export -d 'print services in another tool\'s configuration format (pgAdmin 4, pgbouncer)'
 complete -c pgiam -n __pgiam_at -a run -d 'keep every service\'s token fresh until stopped'
 complete -c pgiam -n __pgiam_at -a sandbox -d 'a local PostgreSQL that checks IAM tokens like RDS'
 complete -c pgiam -n __pgiam_at -a hook -d 'print a prompt hook that keeps tokens fresh'
@@ -126,6 +126,11 @@ complete -c pgiam -n '__pgiam_in uninstall' -l yes -d 'really remove (without it
 # export pgadmin [NAME...]
 complete -c pgiam -n '__pgiam_at export' -a pgadmin -d 'a pgAdmin 4 servers.json'
 complete -c pgiam -n '__pgiam_in export pgadmin' -a '(__pgiam_services)' -d 'service'
+
+# export pgbouncer [--ca-file FILE] [NAME...]
+complete -c pgiam -n '__pgiam_at export' -a pgbouncer -d 'pgbouncer.ini lines ([databases], verify-full server TLS)'
+complete -c pgiam -n '__pgiam_in export pgbouncer' -l ca-file -r -F -d 'write every service\'s CA certificates to FILE'
+complete -c pgiam -n '__pgiam_in export pgbouncer' -a '(__pgiam_services)' -d 'service'
 
 # sandbox up|down|status
 complete -c pgiam -n '__pgiam_at sandbox' -a up -d 'start the sandbox and add the sandbox service'

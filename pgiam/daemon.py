@@ -23,7 +23,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -374,22 +374,28 @@ def managed_partitions(paths: Paths, config: Config) -> list[str]:
     return sorted(parts)
 
 
-def pgbouncer_passwords(config: Config, snap: store.Snapshot) -> dict[str, str]:
-    """user -> token, from the password file; one user signing for two endpoints is refused (pgbouncer
-    keeps one password per user name)."""
-    owner: dict[str, str] = {}
-    out: dict[str, str] = {}
-    for n, svc in sorted(config.services.items()):
+def pgbouncer_users(services: Mapping[str, Service]) -> dict[str, Service]:
+    """user -> the service whose token is that user's password; one user signing for two endpoints is
+    refused (pgbouncer keeps one password per user name)."""
+    owner: dict[str, Service] = {}
+    for n, svc in sorted(services.items()):
         other = owner.get(svc.user)
-        if other is not None and store.key_of(config.services[other]) != store.key_of(svc):
+        if other is not None and store.key_of(other) != store.key_of(svc):
             raise ConfigError(
-                f"services {other!r} and {n!r} both log in as {svc.user!r} to different endpoints; "
+                f"services {other.name!r} and {n!r} both log in as {svc.user!r} to different endpoints; "
                 "pgbouncer's auth file holds one password per user",
                 "run one `pgiam run --pgbouncer-auth-file` per pgbouncer, each with a config (PGIAM_CONFIG) of its own endpoints")
-        owner[svc.user] = n
+        owner[svc.user] = svc
+    return owner
+
+
+def pgbouncer_passwords(config: Config, snap: store.Snapshot) -> dict[str, str]:
+    """user -> token, from the password file (pgbouncer_users decides whose)."""
+    out: dict[str, str] = {}
+    for user, svc in pgbouncer_users(config.services).items():
         token = snap.tokens.get(store.key_of(svc))
         if token is not None:
-            out[svc.user] = token
+            out[user] = token
     return out
 
 

@@ -223,3 +223,72 @@ def write_shared(path: Path, data: bytes) -> None:
             os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+# ---------------------------------------------------------------- `pgiam export pgbouncer`: pgbouncer.ini lines
+
+DSQL_SERVER_LIFETIME = 3000  # s: below Aurora DSQL's one-hour connection limit (its user guide, "Quotas and limits")
+_BARE_NAME = re.compile(r"[_0-9A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class Database:
+    """One service as a [databases] entry: where pgbouncer dials, and as whom it logs in."""
+
+    name: str
+    host: str  # the host pgbouncer connects to and verifies: the endpoint, or the tunnel's address (no hostaddr)
+    port: int
+    dbname: str
+    user: str  # forced server user; its password (the token) comes from auth_file
+    endpoint: str  # the endpoint name the token is signed for
+    dsql: bool = False
+
+
+def quote_name(name: str) -> str:
+    """A [databases] key: bare when only `_0-9A-Za-z`, else an SQL-quoted identifier (pgbouncer(5), [databases])."""
+    return name if _BARE_NAME.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
+def quote_value(value: str) -> str:
+    """A connection-string value as pgbouncer's loader.c reads it: bare up to a space, or in single quotes with
+    a quote doubled (cstr_get_value / cstr_unquote_value); a backslash means nothing."""
+    return value if value and " " not in value and not value.startswith("'") else "'" + value.replace("'", "''") + "'"
+
+
+def render_ini(dbs: list[Database], ca_file: str) -> str:
+    """The [databases] lines and the [pgbouncer] TLS settings for `dbs`; pure.
+
+    pgbouncer 1.18 has one server_tls_* and one server_lifetime for all databases, so the CA file must hold
+    every service's CA, and server_lifetime is lowered for all when any database is Aurora DSQL.
+    """
+    out = ["; pgbouncer settings for pgiam's services (from `pgiam export pgbouncer`; see pgbouncer(5)).",
+           "; Server logins use IAM tokens: keep them fresh in auth_file with",
+           ";   pgiam run --pgbouncer-auth-file AUTH_FILE --pgbouncer-pidfile PGBOUNCER_PIDFILE",
+           "; and give clients their own lines in that file (auth_type md5 or scram-sha-256).",
+           "[databases]"]
+    for d in dbs:
+        if d.host != d.endpoint:
+            out.append(f"; {d.name}: through {d.host}:{d.port} for {d.endpoint}: pgbouncer has no hostaddr, so verify-full "
+                       f"checks the certificate against {d.host} (an IP address SAN), or map {d.endpoint} to {d.host} "
+                       f"in /etc/hosts and write host={d.endpoint}")
+        keys = [("host", d.host), ("port", str(d.port)), ("dbname", d.dbname), ("user", d.user)]
+        out.append(f"{quote_name(d.name)} = " + " ".join(f"{k}={quote_value(v)}" for k, v in keys))
+    out += ["", "[pgbouncer]", "server_tls_sslmode = verify-full", f"server_tls_ca_file = {ca_file}"]
+    dsql = [d.name for d in dbs if d.dsql]
+    if dsql:
+        out.append(f"; Aurora DSQL ends every connection after one hour ({', '.join(dsql)}): retire idle server "
+                   "connections before that")
+        out.append(f"server_lifetime = {DSQL_SERVER_LIFETIME}")
+    return "\n".join(out) + "\n"
+
+
+def merge_ca_files(pems: list[tuple[str, bytes]]) -> bytes:
+    """One CA file from several (path, bytes), each file once, in order; each file's certificates kept as they are."""
+    seen: set[bytes] = set()
+    parts = []
+    for path, data in pems:
+        if data in seen:
+            continue
+        seen.add(data)
+        parts.append(f"# {path}\n".encode() + data.rstrip(b"\n") + b"\n")
+    return b"".join(parts)

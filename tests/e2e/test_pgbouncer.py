@@ -7,6 +7,7 @@ forced server user in the auth_file; clients log in to pgbouncer with their own 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import pwd
@@ -27,7 +28,7 @@ import pytest
 from pgiam import pgbouncer, pgpass
 from pgiam.errors import ConfigError
 from tests.e2e.conftest import World
-from tests.e2e.test_psql import info, sandbox_keys
+from tests.e2e.test_psql import info, sandbox_env, sandbox_keys
 from tests.e2e.test_run import Log
 from tests.tools import require_tool
 
@@ -107,35 +108,38 @@ class Bouncer:
         self.dir, self.port, self.account = d, port, account
         self.ini, self.userlist, self.pidfile, self.logfile = d / "pgbouncer.ini", d / "userlist.txt", d / "pgbouncer.pid", d / "pgbouncer.log"
 
-    def psql(self, password: str = "apppass") -> subprocess.CompletedProcess[str]:
+    def psql(self, password: str = "apppass", dbname: str = "sandbox",
+             sql: str = "select current_user") -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
         env.update(PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
-        return subprocess.run(["psql", f"host=127.0.0.1 port={self.port} user=app dbname=sandbox sslmode=disable",
-                               "-XAtqc", "select current_user"], env=env, capture_output=True, text=True, timeout=60,
+        return subprocess.run(["psql", f"host=127.0.0.1 port={self.port} user=app dbname={dbname} sslmode=disable",
+                               "-XAtqc", sql], env=env, capture_output=True, text=True, timeout=60,
                               stdin=subprocess.DEVNULL)
 
     def log_tail(self) -> str:
         return self.logfile.read_text(errors="replace")[-3000:] if self.logfile.exists() else "(no log)"
 
 
-@pytest.fixture
-def bouncer(world: World) -> Iterator[Bouncer]:
+@contextlib.contextmanager
+def running_bouncer(databases: str, extra: str = "", files: dict[str, bytes] | None = None) -> Iterator[Bouncer]:
+    """Debian's pgbouncer with `databases` (the [databases] section and any [pgbouncer] TLS lines, as
+    `pgiam export pgbouncer` prints them; `{dir}` is its own directory, where `files` are put) plus its
+    listener, files and `extra` settings; USERS_OWN as auth_file."""
     exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
     if exe is None:
         require_tool("pgbouncer")
     assert exe is not None
-    i = info(world)
     # pgbouncer refuses to run as root: as root, run it as the postgres account (-u), in a directory it owns.
     account = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     d = Path(tempfile.mkdtemp(prefix="pgiam-pgbouncer-", dir="/tmp"))
     os.chmod(d, 0o755)
     b = Bouncer(d, free_port(), account)
-    shutil.copyfile(i["ca_file"], d / "ca.crt")
-    b.ini.write_text(f"""\
-[databases]
-sandbox = host=127.0.0.1 port={i['local_port']} dbname=postgres user=pgiam_sandbox
-
-[pgbouncer]
+    for name, data in (files or {}).items():
+        (d / name).write_bytes(data)
+    text = databases.replace("{dir}", str(d))
+    if "[pgbouncer]" not in text:
+        text += "\n[pgbouncer]\n"
+    b.ini.write_text(f"""{text}
 listen_addr = 127.0.0.1
 listen_port = {b.port}
 unix_socket_dir =
@@ -144,18 +148,13 @@ auth_file = {b.userlist}
 pidfile = {b.pidfile}
 logfile = {b.logfile}
 pool_mode = session
-; every client connection makes a new server login, with the password of that moment
-server_lifetime = 0
-; after a failed server login pgbouncer waits this long before the next one (default 15 s)
-server_login_retry = 0
-server_tls_sslmode = verify-full
-server_tls_ca_file = {d / 'ca.crt'}
-""")
+{extra}""")
     b.userlist.write_bytes(USERS_OWN)
     os.chmod(b.userlist, 0o600)  # pgbouncer's account reads it, nobody else
     if account is not None:
-        for p in (d, b.userlist, b.ini, d / "ca.crt"):
+        for p in d.iterdir():
             os.chown(p, account.pw_uid, account.pw_gid)
+        os.chown(d, account.pw_uid, account.pw_gid)
     argv = [exe, "-d", *(["-u", "postgres"] if account else []), str(b.ini)]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr + b.log_tail()
@@ -174,6 +173,25 @@ server_tls_ca_file = {d / 'ca.crt'}
             pid = int(f.read().split()[0])
         os.kill(pid, 15)
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def bouncer(world: World) -> Iterator[Bouncer]:
+    i = info(world)
+    with running_bouncer(f"""\
+[databases]
+sandbox = host=127.0.0.1 port={i['local_port']} dbname=postgres user=pgiam_sandbox
+
+[pgbouncer]
+server_tls_sslmode = verify-full
+server_tls_ca_file = {{dir}}/ca.crt
+""", """\
+; every client connection makes a new server login, with the password of that moment
+server_lifetime = 0
+; after a failed server login pgbouncer waits this long before the next one (default 15 s)
+server_login_retry = 0
+""", {"ca.crt": Path(i["ca_file"]).read_bytes()}) as b:
+        yield b
 
 
 def headless_env(world: World, tmp_path: Path) -> dict[str, str]:
@@ -289,7 +307,7 @@ def accepted_stamps(log: Path, offset: int, user: str) -> list[str]:
 
 def pgbench(b: Bouncer, script: Path, seconds: int) -> subprocess.CompletedProcess[str]:
     """pgbench with a new connection per transaction (-C) through pgbouncer, as the client user `app`."""
-    exe = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+    exe = require_tool("pgbench", "postgresql")  # Debian ships it with the server
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
     env.update(PGPASSWORD="apppass", PGCONNECT_TIMEOUT="10")
     return subprocess.run([exe, "-n", "-C", "-c", "2", "-j", "1", "-T", str(seconds), "-f", str(script),
@@ -304,7 +322,6 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
     (credentials living a minute, from a credential_process) and rewrites pgbouncer's auth file; the
     sandbox's token checker logs the X-Amz-Date of each token it accepts. Across three rotations (four
     distinct tokens accepted): zero failed or aborted transactions, no failed server login in pgbouncer's log."""
-    require_tool("pgbench", "postgresql-contrib")
     from tests.awsfake import credential_profiles
 
     b = bouncer
@@ -351,3 +368,71 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------- `pgiam export pgbouncer` (issue 23)
+
+
+def test_exported_config_starts_pgbouncer_and_logs_in_with_verify_full(world: World, tmp_path: Path) -> None:
+    """Issue 23: `pgiam export pgbouncer` for an RDS-like and an Aurora DSQL service (the sandbox plays both)
+    gives [databases] lines and verify-full TLS with one CA file; pgbouncer starts with it as printed, and
+    clients reach both databases as their IAM users over TLS once `pgiam run --once` filled auth_file.
+    server_lifetime is below DSQL's hour. The same config with a CA file that lacks the sandbox's CA fails
+    the server login: the verification is real."""
+    from tests.e2e.test_dsql import add_dsql
+
+    i = info(world)
+    add_dsql(world, "dsqlx", "dsql_x")
+    try:
+        staged = tmp_path / "server-ca.pem"
+        r = world.pgiam("export", "pgbouncer", "sandbox", "dsqlx", "--ca-file", str(staged))
+        text = r.stdout
+        assert f"sandbox = host=127.0.0.1 port={i['local_port']} dbname=postgres user=pgiam_sandbox\n" in text
+        assert f"dsqlx = host=127.0.0.1 port={i['local_port']} dbname=postgres user=dsql_x\n" in text
+        assert "server_tls_sslmode = verify-full\n" in text and f"server_tls_ca_file = {staged}\n" in text
+        lifetime = int(text.split("server_lifetime = ", 1)[1].split()[0])
+        assert 0 < lifetime < 3600
+        assert Path(i["ca_file"]).read_bytes().strip() in staged.read_bytes()
+        # pgbouncer's account reads the CA file from pgbouncer's own directory; the config is used as printed.
+        ini = text.replace(str(staged), "{dir}/server-ca.pem")
+        with running_bouncer(ini, "server_login_retry = 0\n", {"server-ca.pem": staged.read_bytes()}) as b:
+            env = dict(sandbox_env(world))
+            r = subprocess.run([sys.executable, "-m", "pgiam", "run", "--once", "--pgbouncer-auth-file", str(b.userlist),
+                                "--pgbouncer-pidfile", str(b.pidfile)], env=env, capture_output=True, text=True,
+                               timeout=120, stdin=subprocess.DEVNULL)
+            assert r.returncode == 0, r.stderr
+            for db, user in (("sandbox", "pgiam_sandbox"), ("dsqlx", "dsql_x")):
+                p = b.psql(dbname=db, sql="select current_user || ' ' || ssl::text from pg_stat_ssl where pid = pg_backend_pid()")
+                assert p.returncode == 0, p.stderr + b.log_tail()
+                assert p.stdout.strip() == f"{user} true"
+        other = Path("/etc/ssl/certs/ca-certificates.crt")
+        if not other.exists():
+            other = Path(i["aws_credentials_file"])  # any file without the sandbox CA
+        with running_bouncer(ini, "server_login_retry = 0\n", {"server-ca.pem": other.read_bytes()}) as b:
+            r = subprocess.run([sys.executable, "-m", "pgiam", "run", "--once", "--pgbouncer-auth-file", str(b.userlist),
+                                "--pgbouncer-pidfile", str(b.pidfile)], env=env, capture_output=True, text=True,
+                               timeout=120, stdin=subprocess.DEVNULL)
+            assert r.returncode == 0, r.stderr
+            p = b.psql(dbname="sandbox")
+            assert p.returncode != 0, "pgbouncer logged in although the CA file lacks the server's CA"
+            assert "certificate verify failed" in b.log_tail(), b.log_tail()
+    finally:
+        world.pgiam("remove", "dsqlx")
+
+
+def test_export_pgbouncer_needs_one_ca_file(world: World, tmp_path: Path) -> None:
+    """pgbouncer has one server_tls_ca_file: services with different CA files need --ca-file (exit 2, with the
+    command to run); nothing is written."""
+    from tests.e2e.test_psql import add_sandbox_like
+
+    ca = tmp_path / "other-ca.pem"
+    ca.write_bytes(Path(info(world)["ca_file"]).read_bytes())
+    add_sandbox_like(world, "otherca", "pgiam_sandbox", "--sslrootcert", str(ca))
+    try:
+        r = world.pgiam("export", "pgbouncer", check=False)
+        assert r.returncode == 2 and r.stdout == ""
+        assert "2 CA files" in r.stderr and "hint: add --ca-file FILE" in r.stderr
+        r = world.pgiam("export", "pgbouncer", "otherca", check=False)
+        assert r.returncode == 0 and f"server_tls_ca_file = {ca}\n" in r.stdout
+    finally:
+        world.pgiam("remove", "otherca")
