@@ -5,6 +5,7 @@ pgiam.paths, and `systemd-analyze verify` accepts the unit with a real executabl
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -94,7 +95,22 @@ def docs() -> dict[str, dict[str, Any]]:
 
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container.get("env", [])}
+    """The container's literal env values (downward-API ones, `valueFrom`, are left out)."""
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+SAMPLE_POD_IP = "10.1.2.3"
+
+
+def k8s_command(container: dict[str, Any]) -> list[str]:
+    """The command as the kubelet runs it: `$(VAR)` replaced by the container's env var (Kubernetes'
+    "Define a command and arguments": an undefined reference stays as written); status.podIP sampled."""
+    env = env_of(container)
+    for e in container.get("env", []):
+        if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+            env[e["name"]] = SAMPLE_POD_IP
+    return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), w)
+            for w in container["command"]]
 
 
 def paths_for(env: dict[str, str]) -> Paths:
@@ -109,14 +125,26 @@ def paths_for(env: dict[str, str]) -> Paths:
         os.environ.update(saved)
 
 
-def test_sidecar_is_a_native_sidecar_with_a_startup_probe() -> None:
-    spec = docs()["Deployment"]["spec"]["template"]["spec"]
+def test_sidecar_is_a_native_sidecar_with_http_probes_on_the_pod_address() -> None:
+    """Issue 23: the kubelet probes the pod's address, so `pgiam run --http` binds $(POD_IP) (downward API);
+    the startup, liveness and readiness probes GET pgiam's own paths on that port; Prometheus is told where."""
+    from pgiam import health
+
+    template = docs()["Deployment"]["spec"]["template"]
+    spec = template["spec"]
     (side,) = spec["initContainers"]
     assert side["restartPolicy"] == "Always"
-    parses(side["command"])
-    assert side["startupProbe"]["exec"]["command"][:3] == ["pgiam", "status", "--check"]
-    for probe in ("startupProbe", "livenessProbe"):
-        parses(side[probe]["exec"]["command"])
+    argv = k8s_command(side)
+    parses(argv)
+    host, port = health.parse_address(argv[argv.index("--http") + 1])
+    assert host == SAMPLE_POD_IP  # not loopback, which the kubelet cannot reach
+    (named,) = [p for p in side["ports"] if p["containerPort"] == port]
+    for probe, path in (("startupProbe", "/startup"), ("livenessProbe", "/liveness"), ("readinessProbe", "/readiness")):
+        get = side[probe]["httpGet"]
+        assert get["path"] == path and path in health.PATHS
+        assert get["port"] == named["name"]
+    notes = template["metadata"]["annotations"]
+    assert notes["prometheus.io/port"] == str(port) and notes["prometheus.io/path"] == "/metrics"
 
 
 def test_sidecar_and_app_share_the_files_as_the_same_user() -> None:
