@@ -61,13 +61,11 @@ def environment(env: dict[str, str], cwd: Path | str | None = None) -> Iterator[
 
 def in_process(*argv: str, env: dict[str, str] | None = None, cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
     """`pgiam ARGV` through pgiam.cli.main in this process, as `subprocess.run([pgiam, *argv], env=env, cwd=cwd)`
-    would run it (a new botocore session cache, as in a new process): the unit tier starts no pgiam process."""
-    from pgiam import token
+    would run it (each command makes its own botocore sessions): the unit tier starts no pgiam process."""
     from pgiam.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with environment(dict(os.environ) if env is None else env, cwd):
-        token._SESSIONS.clear()
         code = main(list(argv), stdout=out, stderr=err)
     return subprocess.CompletedProcess(["pgiam", *argv], code, out.getvalue(), err.getvalue())
 
