@@ -159,8 +159,10 @@ class Daemon:
             return self._cycle()
         finally:
             self.passes += 1
-            self.view = health.View(self.started, pass_bound(), self.services_view, self.passes, self.clock(),
-                                    self.wake, self.started_ok, dict(self.mints))
+            end = self.clock()
+            next_pass = min(max(self.wake, end + MIN_SLEEP), end + MAX_SLEEP)  # as sleep() will wait
+            self.view = health.View(self.started, pass_bound(), self.services_view, self.passes, end,
+                                    next_pass, self.started_ok, dict(self.mints))
 
     def _mint(self, svc: Service) -> refresh.Minted:
         """The minter, noting the expiry of the credentials that signed (for pgiam_credentials_seconds_left)."""
