@@ -87,6 +87,16 @@ def _run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
 _NO_FILES = ("completion", "hook")  # commands that only print a script: no file of the user's is read or written
 
 
+def _recover(paths: Paths, out: Out, quiet: bool) -> None:
+    """Every command first undoes a change that a killed pgiam left half-done (pgiam.store.recover)."""
+    from pgiam import store
+
+    put_back = store.recover(paths)
+    if put_back and not quiet:
+        out.note("a pgiam process was killed in the middle of a change; pgiam undid it and put back "
+                 + ", ".join(str(p) for p in put_back))
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -126,8 +136,10 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
                     # state or token index, so reads refuse it as writes do (after the home check, whose
                     # hint names sudo).
                     paths.check_own_dirs()
+                if args.command not in _NO_FILES:
+                    _recover(paths, out, quiet=bool(getattr(args, "quiet", False)))
                 code = _run(args, paths, out)
-                out.flush()
+                out.stdout.flush()
                 return code
         finally:
             os.umask(old)
@@ -157,14 +169,11 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         if not debug:
             print("hint: run the command again with --debug and report the traceback", file=out.stderr)
         return int(ExitCode.BUG)
-    finally:
-        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-            out.flush()  # a last partial line, redacted
 
 
 def _closed_stdout(out: Out) -> int:
     """`pgiam status | head -0`: the reader left. End quietly, as cat does, with SIGPIPE's status."""
-    if out.raw_stdout is sys.stdout:
+    if out.stdout is sys.stdout:
         # Python would complain about the unflushable buffer at exit: point stdout at /dev/null.
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)

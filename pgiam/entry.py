@@ -38,6 +38,8 @@ def nothing_due(now: float | None = None) -> bool:
     written, and pgiam's own directories pass their check; anything else takes the full path."""
     env = os.environ
     due_file = os.path.join(facts.state_dir(env), facts.NEXT_DUE)
+    if os.path.lexists(os.path.join(facts.state_dir(env), facts.JOURNAL)):
+        return False  # a pgiam was killed mid-change: the full path undoes it first (pgiam.store.recover)
     # libpq's locations; the full path refuses relative ones, so they never count as unchanged here.
     watched = (facts.config_file(env), facts.pgpass_file(env), facts.service_file(env))
     try:
@@ -200,6 +202,8 @@ def cached_token(name: str) -> str | None:
     pgpass_path = facts.pgpass_file(env)
     if not os.path.isabs(pgpass_path) or not _own_dirs_ok():
         return None
+    if os.path.lexists(os.path.join(state_dir, facts.JOURNAL)):
+        return None  # a pgiam was killed mid-change: the full path undoes it first (pgiam.store.recover)
     try:
         meaning = facts.parse_token_index(_read_regular(os.path.join(state_dir, facts.TOKEN_INDEX)),
                                           facts.config_stamp(facts.config_file(env)), name)

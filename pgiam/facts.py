@@ -83,6 +83,7 @@ STATE_FILE = "state.json"
 NOTICE = "notice"
 LOCK = "lock"
 TOKEN_INDEX = "token-index.json"
+JOURNAL = "journal"  # a commit being written, or one a kill cut short (pgiam.fileio.write_all, store.recover)
 
 
 def home_dir(env: Mapping[str, str]) -> str:

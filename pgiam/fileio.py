@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from pgiam.errors import EnvironmentProblem, FileError, LockedError
@@ -40,14 +41,60 @@ def _hint_for(err: OSError, directory: Path) -> str:
 _CHECKED: set[tuple[Path, ...]] = set()  # pgiam's own directories (config, state, data), checked together
 _NOFOLLOW: set[Path] = set()  # directories under which no symlink is followed (state, data)
 _HOMES: set[Path] = set()  # home directories, never created
+_KNOWN: dict[Path, frozenset[str]] = {}  # pgiam's own directories -> the names pgiam writes in them
+
+# In every directory pgiam creates (or adopts): `pgiam uninstall` removes only marked directories, and
+# in them only the files pgiam writes; a directory pgiam found is never adopted or removed whole.
+MARKER = ".pgiam-owned"
+MARKER_TEXT = (b"pgiam created this directory. `pgiam uninstall --yes` removes the files pgiam wrote here, then\n"
+               b"the directory if nothing else is left in it.\n")
 
 
-def own_directories(checked: Iterable[Path], nofollow: Iterable[Path], home: Path | None) -> None:
-    """Register pgiam's own directories and the home directory (pgiam.paths.Paths does, for every Paths)."""
-    _CHECKED.add(tuple(Path(os.path.abspath(p)) for p in checked))
+def own_directories(checked: Iterable[Path], nofollow: Iterable[Path], home: Path | None,
+                    known: Iterable[str] = ()) -> None:
+    """Register pgiam's own directories and the home directory (pgiam.paths.Paths does, for every Paths);
+    `known`: the names pgiam writes in them (an unmarked directory holding only those is adopted)."""
+    dirs = tuple(Path(os.path.abspath(p)) for p in checked)
+    _CHECKED.add(dirs)
     _NOFOLLOW.update(Path(os.path.abspath(p)) for p in nofollow)
+    for d in dirs:
+        _KNOWN[d] = _KNOWN.get(d, frozenset()) | frozenset(known)
     if home is not None:
         _HOMES.add(Path(os.path.abspath(home)))
+
+
+def is_marked(directory: Path) -> bool:
+    """Did pgiam create (or adopt) this directory?"""
+    return os.path.isfile(directory / MARKER) and not os.path.islink(directory / MARKER)
+
+
+def foreign_entries(directory: Path, known: Iterable[str]) -> list[str]:
+    """The names in `directory` that pgiam does not write there (its temp files count as pgiam's)."""
+    names = set(known) | {MARKER}
+    try:
+        return sorted(n for n in os.listdir(directory) if n not in names and TMP_MARK not in n)
+    except OSError:
+        return []
+
+
+def adopt(directory: Path, known: Iterable[str]) -> None:
+    """Make an existing `directory` pgiam's: only when marked already, empty, or holding only files pgiam
+    writes (0.2.0 made its directories without a marker); anything else is refused (exit 5), not adopted."""
+    if is_marked(directory):
+        return
+    foreign = foreign_entries(directory, known)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileError(
+            f"{directory} already exists and holds files pgiam did not write ({shown}); pgiam will not use it "
+            "as its own directory",
+            f"move those files out of {directory} (or the directory away: mv {directory} {directory}.old), or point "
+            "pgiam elsewhere (PGIAM_STATE_DIR, XDG_STATE_HOME, XDG_DATA_HOME, XDG_CONFIG_HOME)")
+    _mark(directory)
+
+
+def _mark(directory: Path) -> None:
+    _replace(directory / MARKER, MARKER_TEXT, 0o600)
 
 
 def _under(path: Path, dirs: Iterable[Path]) -> Path | None:
@@ -148,8 +195,36 @@ def resolve_target(path: Path) -> Path:
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create `path` (and parents) with mode 0700, whatever the umask; check pgiam's own directories."""
+    """Create `path` (and parents) with mode 0700, whatever the umask; check pgiam's own directories.
+
+    pgiam's own directory at or above `path` is created and marked, or adopted (see adopt); each
+    directory pgiam creates below it is marked too."""
+    path = Path(os.path.abspath(path))
     _check_dirs_of(path)
+    own = max((d for d in _KNOWN if d == path or d in path.parents), key=lambda d: len(d.parts), default=None)
+    if own is None:
+        _mkdir(path)
+        return
+    if own.is_dir():
+        adopt(own, _KNOWN[own])
+    else:
+        _mkdir(own)
+        _check_dirs_of(own)
+        _mark(own)
+    for d in reversed(path.parents[:len(path.parts) - len(own.parts) - 1]):
+        _mkdir_marked(d)
+    if path != own:
+        _mkdir_marked(path)
+    _check_dirs_of(path)
+
+
+def _mkdir_marked(path: Path) -> None:
+    if not path.is_dir():
+        _mkdir(path)
+        _mark(path)
+
+
+def _mkdir(path: Path) -> None:
     if path.is_dir():
         return
     try:
@@ -157,7 +232,6 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
     except OSError as err:
         raise FileError(f"cannot create directory {path}: {err.strerror}", _hint_for(err, path.parent)) from None
-    _check_dirs_of(path)
 
 
 _BLOCKED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -238,6 +312,24 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
 
 def _replace(path: Path, data: bytes, mode: int) -> Path:
     """Write a temp file and rename it over `path` (or its symlink's target); no directory fsync."""
+    target, tmp = _stage(path, data, mode)
+    try:
+        os.replace(tmp, target)
+    except OSError as err:
+        raise FileError(f"cannot write {path}: {err.strerror}", _hint_for(err, target.parent)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return target
+
+
+def _temp_name(target: Path, suffix: str = "") -> Path:
+    """A temp file beside `target`, named after it and this process (recover() knows a dead writer's)."""
+    return target.parent / f".{target.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}{suffix}"
+
+
+def _stage(path: Path, data: bytes, mode: int) -> tuple[Path, Path]:
+    """Write `data` to a new temp file beside `path`'s target, synced; return (target, temp file)."""
     _check_dirs_of(path)
     target = resolve_target(path)
     try:
@@ -249,7 +341,7 @@ def _replace(path: Path, data: bytes, mode: int) -> Path:
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
         raise not_regular(path, st.st_mode, "replace")
     directory = target.parent
-    tmp = directory / f".{target.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}"
+    tmp = _temp_name(target)
     fd = -1
     try:
         # Born with its final mode: O_CREAT's mode is cut by the umask, fchmod sets it exactly,
@@ -260,20 +352,36 @@ def _replace(path: Path, data: bytes, mode: int) -> Path:
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
+            written = _write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        _fsync(fd)
         os.close(fd)
         fd = -1
-        os.replace(tmp, target)
-    except OSError as err:
-        raise FileError(f"cannot write {path}: {err.strerror}", _hint_for(err, directory)) from None
-    finally:
+    except BaseException as err:
         if fd >= 0:
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError, OSError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-    return target
+        if isinstance(err, OSError):
+            raise FileError(f"cannot write {path}: {err.strerror}", _hint_for(err, directory)) from None
+        raise
+    return target, tmp
+
+
+# The seam of the kill test (tests/reliability/test_kill_journal.py): called before every write and
+# fsync of pgiam's files; a test's forked child replaces it to kill itself at one chosen step.
+def _seam(kind: str) -> None:
+    pass
+
+
+def _write(fd: int, data: memoryview) -> int:
+    _seam("write")
+    return os.write(fd, data)
+
+
+def _fsync(fd: int) -> None:
+    _seam("fsync")
+    os.fsync(fd)
 
 
 def _keep_owner(fd: int, path: Path, st: os.stat_result) -> None:
@@ -300,36 +408,169 @@ def mode_of(path: Path, default: int = 0o600) -> int:
         return default
 
 
-def write_all(changes: list[tuple[Path, bytes, int]]) -> list[Path]:
-    """Atomically write several files; if one fails, put back the ones already written, then raise.
+def write_all(changes: Sequence[tuple[Path, bytes | None, int]], journal: Path | None = None) -> list[Path]:
+    """Write (or, for None, delete) several files all or nothing; if one fails, put back the others, then raise.
 
+    Every new file is first written to a synced temp file, and every file replaced gets a second name
+    (a hard link: its old contents, kept). Then `journal` records the intent, before the first rename:
+    a pgiam killed between two renames leaves it, and the next command's recover() puts every file
+    back. The journal goes once every rename is done and synced: that is the commit.
     Signals are held for the whole commit and its rollback (no_interrupts): Ctrl-C or SIGTERM
-    between two renames is acted on after the last one, never halfway. The directories are synced
-    after the renames; if that fails, every file is put back and the error says nothing changed."""
-    done: list[tuple[Path, bytes | None, int]] = []
+    between two renames is acted on after the last one, never halfway."""
     check_locks()
+    staged: list[tuple[Path, Path, Path | None, Path | None]] = []  # (path, target, temp file, old file's copy)
+    renamed: list[tuple[Path, Path | None]] = []
+    committed = False
     with no_interrupts():
         try:
             for path, data, mode in changes:
-                old = read_bytes(path)
-                old_mode = stat.S_IMODE(os.stat(resolve_target(path)).st_mode) if old is not None else mode
-                _replace(path, data, mode)
-                done.append((path, old, old_mode))  # replaced: from here on a failure must put it back
-            for directory in dict.fromkeys(resolve_target(p).parent for p, _, _ in done):
+                if data is None:
+                    _check_dirs_of(path)
+                    target, tmp = Path(os.path.abspath(path)), None  # a symlink goes, not its target
+                    if not os.path.lexists(target):
+                        continue
+                else:
+                    target, tmp = _stage(path, data, mode)
+                staged.append((path, target, tmp, None))
+            for i, (p, t, tmp, _) in enumerate(staged):
+                staged[i] = (p, t, tmp, _keep_old(p, t))
+            dirs = list(dict.fromkeys(t.parent for _, t, _, _ in staged))
+            for directory in dirs:
+                _sync_or_undo(directory)
+            if journal is not None and staged:
+                record = {"version": 1, "pid": os.getpid(),
+                          "files": [{"target": str(t), "new": str(tmp) if tmp else None, "old": str(old) if old else None}
+                                    for _, t, tmp, old in staged]}
+                atomic_write(journal, json.dumps(record).encode() + b"\n", 0o600)
+            for path, target, tmp, old in staged:
                 try:
-                    _fsync_dir(directory)
-                except OSError as err:
-                    raise FileError(f"cannot sync directory {directory} after writing: {err.strerror}; "
-                                    "pgiam put back every file it had changed", _hint_for(err, directory)) from None
-        except BaseException:
-            for path, old, old_mode in reversed(done):
-                with contextlib.suppress(Exception):
-                    if old is None:
-                        os.unlink(resolve_target(path))
+                    if tmp is None:
+                        os.unlink(target)
                     else:
-                        atomic_write(path, old, old_mode)
+                        os.replace(tmp, target)
+                except OSError as err:
+                    raise FileError(f"cannot write {path}: {err.strerror}", _hint_for(err, target.parent)) from None
+                renamed.append((target, old))  # from here on a failure must put it back
+            for directory in dirs:
+                _sync_or_undo(directory)
+            if journal is not None and staged:
+                os.unlink(journal)
+                _fsync_dir(journal.parent)
+            committed = True
+        except BaseException:
+            for target, old in reversed(renamed):
+                with contextlib.suppress(OSError):
+                    if old is None:
+                        os.unlink(target)
+                    else:
+                        os.replace(old, target)
+            if journal is not None and renamed:
+                with contextlib.suppress(OSError):
+                    for directory in dict.fromkeys(t.parent for t, _ in renamed):
+                        _fsync_dir(directory)
+            if journal is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(journal)
             raise
-    return [p for p, _, _ in done]
+        finally:
+            for _, _, tmp, old in staged:
+                for leftover in (tmp, old):
+                    if leftover is not None:
+                        with contextlib.suppress(OSError):
+                            os.unlink(leftover)
+    return [p for p, _, _, _ in staged] if committed else []
+
+
+def _sync_or_undo(directory: Path) -> None:
+    try:
+        _fsync_dir(directory)
+    except OSError as err:
+        raise FileError(f"cannot sync directory {directory} after writing: {err.strerror}; "
+                        "pgiam put back every file it had changed", _hint_for(err, directory)) from None
+
+
+def _keep_old(path: Path, target: Path) -> Path | None:
+    """A second name for the file about to be replaced (None: there is none): a hard link, else a copy."""
+    if not os.path.lexists(target):
+        return None
+    old = _temp_name(target, ".old")
+    try:
+        os.link(target, old, follow_symlinks=False)
+        return old
+    except OSError:
+        pass  # a file system without hard links: copy it, mode and owner kept
+    data = read_bytes(path)
+    if data is None:
+        return None
+    _, tmp = _stage(path, data, stat.S_IMODE(os.lstat(target).st_mode))
+    os.replace(tmp, old)
+    return old
+
+
+def recover(journal: Path, beside: Iterable[Path]) -> list[Path]:
+    """Undo a commit that a killed pgiam left half-done (its journal), then remove the temp files that
+    dead writers left beside the files in `beside` (they may hold tokens). Call holding pgiam's lock.
+    Returns the files put back."""
+    put_back: list[Path] = []
+    raw = read_bytes(journal)
+    if raw is not None:
+        try:
+            files = json.loads(raw)["files"]
+            entries = [(Path(f["target"]), Path(f["new"]) if f["new"] else None, Path(f["old"]) if f["old"] else None)
+                       for f in files]
+        except (ValueError, KeyError, TypeError) as err:
+            raise FileError(f"pgiam's commit journal {journal} is damaged ({type(err).__name__})",
+                            f"compare your files with `pgiam status`, then remove it: rm {journal}") from None
+        for target, new, old in entries:
+            for p in (new, old):
+                if p is not None and (p.parent != target.parent or not p.name.startswith(f".{target.name}{TMP_MARK}")):
+                    raise FileError(f"pgiam's commit journal {journal} names {p}, which is not a temp file of {target}",
+                                    f"remove it: rm {journal}")
+        for target, new, old in reversed(entries):
+            if old is not None:
+                if os.path.lexists(old):
+                    os.replace(old, target)
+                    put_back.append(target)
+            elif new is None or not os.path.lexists(new):  # a new file that was renamed in: it goes
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+                    put_back.append(target)
+            if new is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(new)
+        for directory in dict.fromkeys(t.parent for t, _, _ in entries):
+            with contextlib.suppress(OSError):
+                _fsync_dir(directory)
+        os.unlink(journal)
+        _fsync_dir(journal.parent)
+    for path in (*beside, journal):
+        remove_stale_temps(path, only_dead=True)
+    return put_back
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """The temp files of writers that are no longer running, beside `path`'s target."""
+    target = resolve_target(path)
+    prefix = f".{target.name}{TMP_MARK}"
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    return [target.parent / n for n in names if n.startswith(prefix) and not _alive(n[len(prefix):])]
+
+
+def _alive(tail: str) -> bool:
+    """Is the writer that named a temp file `...{pid}-{ns}` still running?"""
+    try:
+        pid = int(tail.split("-", 1)[0])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process with that pid
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -340,8 +581,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temps(path: Path) -> int:
-    """Remove temp files a killed writer left beside `path`; call only while holding the lock."""
+def remove_stale_temps(path: Path, only_dead: bool = False) -> int:
+    """Remove temp files a killed writer left beside `path` (only_dead: only those of writers no longer
+    running); call only while holding the lock."""
     target = resolve_target(path)
     prefix = f".{target.name}{TMP_MARK}"
     removed = 0
@@ -350,7 +592,7 @@ def remove_stale_temps(path: Path) -> int:
     except OSError:
         return 0
     for name in names:
-        if name.startswith(prefix):
+        if name.startswith(prefix) and not (only_dead and _alive(name[len(prefix):])):
             with contextlib.suppress(OSError):
                 os.unlink(target.parent / name)
                 removed += 1

@@ -35,7 +35,7 @@ class Paths:
         # is followed inside the state and data directories; the home directory is never created.
         from pgiam import fileio
 
-        fileio.own_directories(self.own_dirs, [self.state_dir, self.data_dir], self.home)
+        fileio.own_directories(self.own_dirs, [self.state_dir, self.data_dir], self.home, self.own_names)
 
     @property
     def own_dirs(self) -> list[Path]:
@@ -51,6 +51,19 @@ class Paths:
 
         for d in self.own_dirs:
             fileio.check_private_dir(d)
+
+    @property
+    def own_names(self) -> frozenset[str]:
+        """Every name pgiam writes in its own directories: an unmarked directory holding only these (as
+        0.2.0 left them) is adopted, and `pgiam uninstall` removes exactly these."""
+        mine = [self.state_file, self.next_due_file, self.notice_file, self.lock_file, self.journal_file,
+                self.sandbox_dir, self.certs_dir, self.token_index, self.state_dir / "timer.log"]
+        return frozenset(p.name for p in mine) | ({self.config_file.name} if self.own_config_dir else set())
+
+    @property
+    def journal_file(self) -> Path:
+        """A commit's intent, written before its first rename and removed after its last (pgiam.fileio)."""
+        return self.state_dir / facts.JOURNAL
 
     @property
     def config_dir(self) -> Path:

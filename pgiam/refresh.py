@@ -16,7 +16,7 @@ from typing import Protocol
 from pgiam import freshness, minting, store
 from pgiam.config import Config, Service, load_config
 from pgiam.errors import ExitCode, LockedError, PgiamError, UsageError
-from pgiam.fileio import atomic_write, locked
+from pgiam.fileio import atomic_write
 from pgiam.paths import Paths
 from pgiam.state import ServiceState
 
@@ -208,7 +208,7 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
 def _write(paths: Paths, now: float, selected: list[str], minted: dict[str, Minted],
            failures: dict[str, PgiamError], result: Result, wait: float, seen: _Seen) -> None:
     """Under the write lock: merge the new tokens, reconcile the state with the files, save all at once."""
-    with locked(paths.lock_file, wait):
+    with store.lock(paths, wait):
         seen.current(paths)
         changes = _plan(paths, now, selected, minted, failures, result, seen)
         store.commit(paths, changes, seen.config)
@@ -227,10 +227,8 @@ def set_notice(paths: Paths, failures: list[Outcome], clear: bool = False) -> No
 
 
 def write_notice(paths: Paths, line: str) -> None:
-    """Write the prompt notice: one line, redacted, control characters removed (the hooks print it raw)."""
-    from pgiam.scrub import redact
-
-    clean = "".join(c if c.isprintable() else " " for c in redact(line))[:500]
+    """Write the prompt notice: one line, control characters removed (it is printed raw by the hooks)."""
+    clean = "".join(c if c.isprintable() else " " for c in line)[:500]
     atomic_write(paths.notice_file, (clean + "\n").encode(), 0o600)
 
 

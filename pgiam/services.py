@@ -13,7 +13,7 @@ from pgiam import config as cfg
 from pgiam import dsql, endpoints, servicefile, store
 from pgiam.config import Config, Service, load_config
 from pgiam.errors import ConfigError, EnvironmentProblem, UsageError
-from pgiam.fileio import locked, mode_of, read_bytes
+from pgiam.fileio import mode_of, read_bytes
 from pgiam.paths import Paths
 from pgiam.refresh import Minted, Minter, Outcome, Result, lock_wait
 from pgiam.state import ServiceState
@@ -159,7 +159,7 @@ def add_all(paths: Paths, svcs: list[tuple[Service, bool]], now: float, mint: Mi
     # Minted before the lock, and before anything is written: one failure leaves every file as it was.
     minted: dict[str, Minted] = {svc.name: mint(svc) for svc, _ in svcs} if mint else {}
     result = Result()
-    with locked(paths.lock_file, wait):
+    with store.lock(paths, wait):
         config = load_config(paths.config_file)
         text = _config_text(paths)
         for svc, explicit_region in svcs:
@@ -187,7 +187,7 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
     """Drop `name` from the config, its service entry, and its token line unless another service shares it."""
     wait = lock_wait() if wait is None else wait
     result = Result()
-    with locked(paths.lock_file, wait):
+    with store.lock(paths, wait):
         config = load_config(paths.config_file)
         snap = store.read(paths)
         if name not in config.services and name not in snap.sections:

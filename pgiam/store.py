@@ -285,26 +285,54 @@ def _stale(paths: Paths) -> bool:
     return False
 
 
-def clear_next_due(paths: Paths) -> None:
-    """No services: nothing is ever due, and the hooks stay silent."""
-    try:
-        os.unlink(paths.next_due_file)
-    except FileNotFoundError:
-        pass
-
-
 def commit(paths: Paths, changes: list[Change], config: Config) -> list[Path]:
-    """Write all changes or none (fileio.write_all rolls back), creating pgiam's directories first."""
-    from pgiam.fileio import ensure_private_dir
+    """Write all changes or none (fileio.write_all rolls back, and its journal lets the next command
+    undo a commit cut by a kill), creating pgiam's directories first. Call holding the lock."""
+    from pgiam.fileio import ensure_private_dir, no_interrupts
 
-    from pgiam.fileio import no_interrupts
-
-    if any(p.parent == paths.state_dir for p, _, _ in changes):
-        ensure_private_dir(paths.state_dir)
+    if not changes and config.services:
+        return []
+    ensure_private_dir(paths.state_dir)  # the journal lives there
     if any(p == paths.config_file for p, _, _ in changes):
         ensure_private_dir(paths.config_dir)
     with no_interrupts():  # the writes, a rollback and the next-due removal are never cut in half
-        wrote = write_all(changes)
-        if not config.services:
-            clear_next_due(paths)
-    return wrote
+        extra: list[tuple[Path, bytes | None, int]] = []
+        if not config.services:  # no services: nothing is ever due, and the hooks stay silent
+            extra.append((paths.next_due_file, None, 0o600))
+        return write_all([*changes, *extra], journal=paths.journal_file)
+
+
+def _beside(paths: Paths) -> list[Path]:
+    """The files next to which a killed pgiam may leave temp files (some hold tokens)."""
+    from pgiam.fileio import MARKER
+
+    return [paths.pgpass, paths.service_file, paths.config_file, paths.state_file, paths.next_due_file,
+            paths.notice_file, paths.token_index, *(d / MARKER for d in paths.own_dirs)]
+
+
+def recover(paths: Paths) -> list[Path]:
+    """Undo a commit a killed pgiam left half-done and remove the temp files dead writers left behind;
+    every command does this first. Returns the files put back. Takes the lock only when there is
+    something to do; a busy lock leaves it to its holder (whose `lock` does it)."""
+    from pgiam.errors import LockedError
+    from pgiam.fileio import stale_temps
+
+    if not os.path.isdir(paths.state_dir):
+        return []  # the lock lives there, and so would a journal: nothing write_all left
+    if not os.path.lexists(paths.journal_file) and not any(stale_temps(p) for p in [*_beside(paths), paths.journal_file]):
+        return []
+    try:
+        with lock(paths, 0) as put_back:
+            return put_back
+    except LockedError:
+        return []
+
+
+@contextlib.contextmanager
+def lock(paths: Paths, wait: float) -> Iterator[list[Path]]:
+    """Hold pgiam's one lock, having first undone a commit a killed pgiam left half-done (the files
+    put back are yielded)."""
+    from pgiam.fileio import locked, recover as undo
+
+    with locked(paths.lock_file, wait):
+        yield undo(paths.journal_file, _beside(paths))

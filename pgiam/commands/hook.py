@@ -26,5 +26,8 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     margin = load_config(paths.config_file).defaults.renewal_margin
     out.stdout.write(hooks.render_hook(args.shell, exe=exe(), next_due_file=paths.next_due_file,
                                        notice_file=paths.notice_file, margin=margin,
-                                       watch=(paths.config_file, paths.pgpass, paths.service_file)))
+                                       # a commit journal newer than next-due: a pgiam was killed
+                                       # mid-change, and the full path undoes it first
+                                       watch=(paths.config_file, paths.pgpass, paths.service_file,
+                                              paths.journal_file)))
     return ExitCode.OK

@@ -52,9 +52,10 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
                              "drop --once, or drop --http")
         http = parse_address(args.http)
 
-    from pgiam import token  # botocore itself is imported only when a token is minted
+    def mint(svc):  # type: ignore[no-untyped-def]
+        from pgiam import token
 
-    mint = token.Minter()  # its sessions live as long as the daemon; SIGHUP makes it forget them
+        return token.mint(svc)
 
     def log(line: str) -> None:
         # One line per event, flushed at once: journald and `kubectl logs` see it as it happens.

@@ -50,7 +50,7 @@ def test_no_secret_anywhere(sandbox, tmp_path: Path) -> None:
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import pgiam.fileio as f\n"
-        "def boom(changes):\n    raise RuntimeError('forced unexpected error')\n"
+        "def boom(*changes, **journal):\n    raise RuntimeError('forced unexpected error')\n"
         "f.write_all = boom\nimport pgiam.refresh as r\nr.write_all = boom\n")
     p = run(dict(env, PYTHONPATH=f"{hook}:{env['PYTHONPATH']}"), "--debug", "refresh")
     assert p.returncode != 0 and "forced unexpected error" in p.stderr, p.stderr

@@ -226,7 +226,10 @@ def paths(tmp_path: Path) -> Paths:
 
 
 def _listing(paths: Paths) -> list[str]:
-    return sorted(os.listdir(paths.certs_dir)) if paths.certs_dir.exists() else []
+    """The certs directory's files, without pgiam's marker of its own directories (issue 20)."""
+    from pgiam.fileio import MARKER
+
+    return sorted(n for n in os.listdir(paths.certs_dir) if n != MARKER) if paths.certs_dir.exists() else []
 
 
 # --------------------------------------------------------------------------- pure parts

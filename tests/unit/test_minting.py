@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pgiam import minting
+from pgiam import fileio, minting
 from pgiam.errors import LockedError
 from pgiam.paths import Paths
 
@@ -25,7 +25,7 @@ sys.stdin.readline()  # hold until the test writes a line (or closes stdin)
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
     p = Paths.from_env()
-    p.state_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fileio.ensure_private_dir(p.state_dir)  # created (and marked as pgiam's) as pgiam does
     return p
 
 

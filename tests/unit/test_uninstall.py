@@ -185,3 +185,57 @@ def test_a_config_named_by_pgiam_config_is_left_alone(env: dict[str, str], tmp_p
     assert proc.returncode == 0, proc.stderr
     assert config.read_text() == text and etc.is_dir()
     assert "[prod]" not in (Path(env["HOME"]) / ".pg_service.conf").read_text()
+
+
+def test_an_existing_directory_of_the_users_is_refused_not_adopted(env: dict[str, str], ca_file: Path) -> None:
+    """Issue 20 repro 2: `PGIAM_STATE_DIR=~/src` over an existing ~/src/pgiam holding notes.txt: `add` used it
+    as pgiam's own and `uninstall --yes` then removed it whole. Now `add` refuses it (exit 5, naming the
+    directory and the file), and so does uninstall, leaving it, notes included."""
+    home = Path(env["HOME"])
+    mine = home / "src" / "pgiam"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("notes\n")
+    env = {**env, "PGIAM_STATE_DIR": str(home / "src")}
+    proc = pgiam(env, "add", "prod", "--host", SANDBOX_HOST, "--user", "alice", "--sslrootcert", str(ca_file))
+    assert proc.returncode == 5, proc.stderr
+    assert f"{mine} already exists and holds files pgiam did not write (notes.txt)" in proc.stderr
+    assert "hint: " in proc.stderr and "PGIAM_STATE_DIR" in proc.stderr
+    assert sorted(os.listdir(mine)) == ["notes.txt"]
+    assert not (home / ".pgpass").exists() and not (home / ".config" / "pgiam" / "config.toml").exists()
+
+    proc = pgiam(env, "uninstall", "--yes")  # not pgiam's: not even its lock goes there
+    assert proc.returncode == 5, proc.stderr
+    assert f"{mine} already exists and holds files pgiam did not write (notes.txt)" in proc.stderr
+    assert sorted(os.listdir(mine)) == ["notes.txt"] and (mine / "notes.txt").read_text() == "notes\n"
+
+
+def test_uninstall_removes_pgiams_files_one_by_one_and_keeps_a_users_file(env: dict[str, str], ca_file: Path) -> None:
+    """A directory pgiam created (marked) where the user later put a file: pgiam's files go, the user's
+    file and so its directory stay, and uninstall says so (issue 20)."""
+    home = Path(env["HOME"])
+    assert pgiam(env, "add", "prod", "--host", SANDBOX_HOST, "--user", "alice", "--sslrootcert", str(ca_file)).returncode == 0
+    state = home / ".local" / "state" / "pgiam"
+    assert (state / ".pgiam-owned").is_file() and (home / ".config" / "pgiam" / ".pgiam-owned").is_file()
+    (state / "mine.txt").write_text("mine\n")
+    proc = pgiam(env, "uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(state)) == ["mine.txt"]
+    assert f"kept {state}: it holds files pgiam did not write (mine.txt)" in proc.stderr
+    assert not (home / ".config" / "pgiam").exists()
+
+
+def test_an_empty_or_0_2_0_directory_is_adopted(env: dict[str, str], ca_file: Path) -> None:
+    """An empty `pgiam` directory, or one holding only files pgiam writes (0.2.0 made them without a
+    marker), becomes pgiam's: marked at first use and removed by uninstall (issue 20)."""
+    home = Path(env["HOME"])
+    (home / ".config" / "pgiam").mkdir(parents=True)  # empty
+    state = home / ".local" / "state" / "pgiam"
+    state.mkdir(parents=True)
+    (state / "state.json").write_text("{}")
+    (state / "next-due").write_text("0\n")
+    proc = pgiam(env, "add", "prod", "--host", SANDBOX_HOST, "--user", "alice", "--sslrootcert", str(ca_file))
+    assert proc.returncode == 0, proc.stderr
+    assert (state / ".pgiam-owned").is_file() and (home / ".config" / "pgiam" / ".pgiam-owned").is_file()
+    proc = pgiam(env, "uninstall", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert not state.exists() and not (home / ".config" / "pgiam").exists()
