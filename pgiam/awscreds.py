@@ -10,19 +10,34 @@ A botocore session per (profile, region, credentials file), set up like `aws --r
   assumed with an MFA code by either tool serves both until it expires; SSO tokens are read from
   ~/.aws/sso/cache by botocore anyway;
 - an MFA code is asked on the terminal only when stdin is one; otherwise MfaNeeded (exit 4, with a
-  hint to cache the role from a terminal). A timer, cron or a prompt hook never hangs on a prompt.
+  hint to cache the role from a terminal). A timer, cron or a prompt hook never hangs on a prompt;
+- an answer that is not AWS's (an HTML page from a captive portal or a proxy, a body that is not the
+  protocol's) raises awserrors.NotAws before botocore parses it, whatever the status;
+- `deadline()` bounds the whole of a profile's work in one region, however the bytes arrive (a
+  read timeout restarts with every byte of a slow drip); a person typing an MFA code or a
+  credential_process at work stops that clock.
+
+This is the one AWS client factory: minting (pgiam.token), `discover`, `doctor --online` and `run`
+all get their sessions and clients here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pgiam.awserrors import MfaNeeded, ProcessTimeout
+from pgiam.awserrors import DeadlinePassed, MfaNeeded, NotAws, ProcessTimeout
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -32,6 +47,8 @@ CONNECT_TIMEOUT = 3  # seconds
 READ_TIMEOUT = 3  # seconds (STS and SSO answer in well under a second)
 MAX_ATTEMPTS = 2  # one retry: 2 x 3 s plus a backoff of at most 2 s stays well under 15 s per endpoint
 TIMEOUT_TEXT = f"{READ_TIMEOUT} s"
+# All of one profile's work in one region: a hand-run command gives up within 15 s (with its own start).
+DEADLINE = 10.0
 # botocore waits for a credential_process forever; a hung helper would hold the mint slot of every
 # later timer run. Generous, as a helper may wait for a browser login or a hardware key.
 PROCESS_TIMEOUT = 120.0
@@ -43,7 +60,8 @@ class BoundedPopen(subprocess.Popen[bytes]):
     def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[Any, Any]:
         limit = PROCESS_TIMEOUT if timeout is None else timeout
         try:
-            return super().communicate(input, limit)
+            with paused():  # the helper has its own limit (a browser login takes longer than DEADLINE)
+                return super().communicate(input, limit)
         except subprocess.TimeoutExpired:
             self.kill()
             self.wait()
@@ -101,7 +119,85 @@ def prompt_mfa(prompt: str) -> str:
         os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
     except OSError:
         raise MfaNeeded(prompt) from None
-    return getpass.getpass(prompt)
+    with paused():  # a person types: their time is not the network's
+        return getpass.getpass(prompt)
+
+
+# ---------------------------------------------------------------- the total deadline
+
+
+@contextlib.contextmanager
+def deadline(seconds: float = DEADLINE) -> Iterator[None]:
+    """Raise awserrors.DeadlinePassed in the block once `seconds` have passed, even inside a socket read.
+
+    A SIGALRM timer (its handler raises; PEP 475: a system call a handler interrupts by raising
+    is not retried). Only the main thread receives signals: elsewhere the block runs with the
+    clients' own timeouts alone (discover's scans bound their threads themselves).
+    """
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        raise DeadlinePassed(seconds)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Stop deadline()'s clock for the block (a prompt, a credential helper); a no-op without one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if left > 0:
+            signal.setitimer(signal.ITIMER_REAL, left)
+
+
+# ---------------------------------------------------------------- answers that are not AWS's
+
+_TITLE = re.compile(rb"<title[^>]*>([^<]{1,120})", re.IGNORECASE)
+
+
+def check_answer(**kwargs: Any) -> None:
+    """botocore's `before-parse` event: refuse a body no AWS endpoint sends, before botocore parses it.
+
+    AWS answers the query protocol (STS, RDS, IAM) with XML named after the operation
+    (`<GetCallerIdentityResponse>`, `<ErrorResponse>`), the JSON protocols (DSQL, SSO) with JSON;
+    never with an HTML page, which is what captive portals and proxies send, with any status.
+    """
+    operation_model: Any = kwargs["operation_model"]
+    response_dict: dict[str, Any] = kwargs["response_dict"]
+    body = response_dict.get("body")
+    if not isinstance(body, bytes):  # a streamed body: not one pgiam asks for
+        return
+    op = f"{operation_model.service_model.endpoint_prefix}:{operation_model.name}"
+    head = body.lstrip()[:512].lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:100]:
+        title = _TITLE.search(body[:4096])
+        what = f"an HTML page titled {title.group(1).decode('utf-8', 'replace').strip()!r}" if title else "an HTML page"
+        raise NotAws(op, f"{what}, HTTP {response_dict.get('status_code', '?')}")
+    status = int(response_dict.get("status_code") or 0)
+    if not 200 <= status < 300:
+        return  # an error answer: botocore's parser says what AWS said, or raises ResponseParserError
+    protocol = operation_model.metadata.get("protocol", "")
+    if protocol == "query" and f"<{operation_model.name}Response".encode() not in body[:4096]:
+        raise NotAws(op, f"no {operation_model.name}Response in the HTTP {status} answer")
+    if protocol in ("json", "rest-json") and body.strip():
+        try:
+            json.loads(body)
+        except ValueError:
+            raise NotAws(op, f"the HTTP {status} answer is not JSON") from None
 
 
 def new_session(profile: str | None, region: str, credentials_file: str | None = None) -> Session:
@@ -112,6 +208,7 @@ def new_session(profile: str | None, region: str, credentials_file: str | None =
     from botocore.utils import JSONFileCache
 
     session = botocore.session.Session(profile=profile)
+    session.register("before-parse", check_answer)  # before any client exists: they all copy it
     session.set_config_variable("region", region)
     session.set_default_client_config(botocore.config.Config(
         connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
@@ -138,6 +235,11 @@ def new_session(profile: str | None, region: str, credentials_file: str | None =
     _bound_processes(resolver)
     session.register_component("credential_provider", resolver)
     return session
+
+
+def client(session: Session, service: str, region: str) -> Any:
+    """A client of `service` in `region` from a session of new_session (its bounded default config)."""
+    return session.create_client(service, region_name=region)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ text that came from a helper is shortened and scrubbed of anything that looks li
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from pgiam.errors import AuthError, ConfigError, NetworkError, PgiamError
+from pgiam.scrub import MAX_DETAIL, scrub
+
+__all__ = ["MAX_DETAIL", "Context", "DeadlinePassed", "MfaNeeded", "NotAws", "ProcessTimeout", "Source",
+           "classify", "name_not_found", "scrub", "source_of"]
 
 
 class MfaNeeded(Exception):
@@ -29,50 +32,58 @@ class ProcessTimeout(Exception):
         self.seconds = seconds
 
 
-# ---------------------------------------------------------------- scrubbing helper output
+class NotAws(Exception):
+    """An answer that is not AWS's: an HTML page (captive portal, proxy), or a body the protocol cannot be."""
 
-_SECRET_PATTERNS = [
-    # Access key ids (AKIA long-term, ASIA temporary, and the other IAM unique-id prefixes):
-    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids
-    re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA|ABIA|ACCA|AGPA|AIPA|ANPA|ANVA|APKA|ASCA)[A-Z0-9]{12,}"),
-]
-# Secret access keys are 40 characters of base64; session tokens and JWTs are long base64(url) runs.
-# Both are random, so they mix upper case, lower case and digits, which file paths and words seldom do.
-_RANDOM_RUNS = [
-    re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
-    re.compile(r"[A-Za-z0-9+=_-]{32,}"),
-]
-MAX_DETAIL = 200
+    def __init__(self, endpoint: str, why: str) -> None:
+        super().__init__(f"{endpoint}: {why}")
+        self.endpoint = endpoint
+        self.why = why
 
 
-def _redact_random(m: re.Match[str]) -> str:
-    s = m.group(0)
-    mixed = any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() for c in s)
-    return "[redacted]" if mixed else s
+class DeadlinePassed(BaseException):
+    """A call to AWS ran past pgiam's total time limit (an answer that arrives a byte at a time).
 
+    A BaseException, like KeyboardInterrupt: raised from a signal handler, it must pass botocore's and
+    urllib3's `except Exception` retry paths untouched."""
 
-def scrub(text: str, limit: int = MAX_DETAIL) -> str:
-    """One line, at most `limit` characters, with key- and token-like runs replaced by [redacted]."""
-    for pat in _SECRET_PATTERNS:
-        text = pat.sub("[redacted]", text)
-    for pat in _RANDOM_RUNS:
-        text = pat.sub(_redact_random, text)
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s")
+        self.seconds = seconds
 
 
 # ---------------------------------------------------------------- where a profile's credentials come from
+
+
+# botocore's own names for where credentials came from (Credentials.method) that are not a profile:
+# botocore/credentials.py EnvProvider, ContainerProvider, InstanceMetadataProvider,
+# AssumeRoleWithWebIdentityProvider (from AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN).
+NON_PROFILE_SOURCES = {"env": "environment", "container-role": "container", "iam-role": "instance",
+                       "assume-role-with-web-identity": "web-identity"}
 
 
 @dataclass(frozen=True)
 class Source:
     """How a profile gets its credentials, for a hint that fits (only SSO profiles get `aws sso login`)."""
 
-    kind: str  # sso, process, assume-role, web-identity, static, login, env, unknown
+    kind: str  # sso, process, assume-role, web-identity, static, login, env, container, env-web-identity, unknown
     profile: str  # the profile as the user names it ("default" when none is configured)
     mfa: bool = False  # an assume-role profile with mfa_serial
     sso_profile: str | None = None  # the profile to `aws sso login` with (an SSO source of a role)
     process_profile: str | None = None  # the profile whose credential_process runs (maybe a source)
+    region: str | None = None  # the region the profile configures, if any
+    variable: str = ""  # the environment variable that names a non-profile source
+
+    @property
+    def label(self) -> str:
+        """The source as botocore names it: a profile, or environment / container / web identity credentials."""
+        if self.kind == "env":
+            return "the environment keys (AWS_ACCESS_KEY_ID)"
+        if self.kind == "container":
+            return f"the container credentials ({self.variable})"
+        if self.kind == "env-web-identity":
+            return "the web identity credentials (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN)"
+        return f"profile {self.profile}"
 
 
 def _kind(p: dict[str, Any]) -> str:
@@ -89,12 +100,23 @@ def _kind(p: dict[str, Any]) -> str:
     return "unknown"
 
 
-def source_of(profiles: dict[str, dict[str, Any]], profile: str, env_keys: bool) -> Source:
-    """Classify `profile` from botocore's merged view of ~/.aws/config and ~/.aws/credentials."""
+def source_of(profiles: dict[str, dict[str, Any]], profile: str, env_keys: bool,
+              env: dict[str, str] | None = None) -> Source:
+    """Classify `profile` from botocore's merged view of ~/.aws/config and ~/.aws/credentials.
+
+    A profile with nothing configured falls through botocore's chain to the environment: keys
+    (env_keys), web identity variables, then container credentials."""
     p = profiles.get(profile, {})
     kind = _kind(p)
+    env = env or {}
     if kind == "unknown" and env_keys:
         return Source("env", profile)
+    if kind == "unknown" and env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and env.get("AWS_ROLE_ARN"):
+        return Source("env-web-identity", profile)
+    if kind == "unknown":
+        for var in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+            if env.get(var):
+                return Source("container", profile, variable=var)
     sso = profile if kind == "sso" else None
     proc = profile if kind == "process" else None
     seen = {profile}
@@ -107,10 +129,29 @@ def source_of(profiles: dict[str, dict[str, Any]], profile: str, env_keys: bool)
             sso = name
         elif _kind(cur) == "process":
             proc = name
-    return Source(kind, profile, mfa="mfa_serial" in p, sso_profile=sso, process_profile=proc)
+    return Source(kind, profile, mfa="mfa_serial" in p, sso_profile=sso, process_profile=proc,
+                  region=str(p["region"]) if p.get("region") else None)
 
 
 # ---------------------------------------------------------------- classification
+
+
+def name_not_found(err: BaseException) -> bool:
+    """The endpoint's host name does not resolve (socket.gaierror under botocore's EndpointConnectionError)."""
+    import socket
+
+    import botocore.exceptions as bx
+
+    if not isinstance(err, bx.EndpointConnectionError):
+        return False
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -123,6 +164,8 @@ class Context:
     credentials_file: str  # ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE)
     retry: str  # a command that retries in the user's state: "`pgiam refresh prod`", or "the same `pgiam add` again"
     timeout: str  # e.g. "4 s", for "did not answer within"
+    region: str | None = None  # the service's region (a hint's `--region` for a profile without one)
+    action: str | None = None  # what failed, when it is not getting credentials: "rds:DescribeDBInstances in us-east-1"
 
 
 def _sso_login(ctx: Context) -> str:
@@ -145,15 +188,27 @@ def _credentials_hint(ctx: Context) -> str:
                 "given to `pgiam add` as --profile NAME) works everywhere")
     if s.kind == "login":
         return f"run `aws login --profile {s.profile}`, then {ctx.retry}"
+    if s.kind == "container":
+        return (f"check the container's task role or pod identity and that {s.variable} is reachable from here, "
+                f"then {ctx.retry}")
+    if s.kind == "env-web-identity":
+        return (f"check that AWS_WEB_IDENTITY_TOKEN_FILE names a current token and that AWS_ROLE_ARN trusts it, "
+                f"then {ctx.retry}")
     if s.kind == "assume-role" and s.mfa:
         return _mfa_hint(ctx)
-    return (f"check the credentials of profile {s.profile} (`aws sts get-caller-identity --profile {s.profile}` "
-            f"shows what AWS says), then {ctx.retry}")
+    return (f"check the credentials of profile {s.profile} (`aws sts get-caller-identity --profile {s.profile}"
+            f"{_region_flag(ctx)}` shows what AWS says), then {ctx.retry}")
+
+
+def _region_flag(ctx: Context) -> str:
+    """` --region R` when the profile names no region: the AWS CLI takes none from a source profile and
+    fails with "You must specify a region" (botocore NoRegionError) without it."""
+    return f" --region {ctx.region}" if ctx.region and not ctx.source.region else ""
 
 
 def _mfa_hint(ctx: Context) -> str:
     p = ctx.source.profile
-    return (f"in a terminal, run `aws sts get-caller-identity --profile {p}` and enter the MFA code: the role is "
+    return (f"in a terminal, run `aws sts get-caller-identity --profile {p}{_region_flag(ctx)}` and enter the MFA code: the role is "
             f"cached in ~/.aws/cli/cache, which pgiam shares, until it expires; then {ctx.retry}")
 
 
@@ -162,17 +217,38 @@ def _network_hint(ctx: Context) -> str:
             f"then {ctx.retry}")
 
 
+def _not_aws_hint(ctx: Context) -> str:
+    return ("something other than AWS answered: a captive portal (sign in to the network in a browser) or a proxy "
+            "(check HTTPS_PROXY / NO_PROXY and the proxy's status); " + _network_hint(ctx))
+
+
+def _endpoint(err: Any) -> str:
+    return scrub(str(getattr(err, "kwargs", {}).get("endpoint_url") or getattr(err, "endpoint", "") or "AWS"))
+
+
+def _is_connection_failure(text: str) -> bool:
+    """A credential provider's own HTTP call (container, instance metadata) that reached nothing."""
+    t = text.lower()
+    return any(w in t for w in ("could not connect", "timed out", "timeout", "connection was closed",
+                                "connection refused", "connection reset", "not aws's"))
+
+
 _NETWORK_CODES = {"Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeoutException",
                   "ServiceUnavailable", "InternalFailure", "InternalError"}
 _EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}
 
 
 def classify(err: BaseException, ctx: Context) -> PgiamError:
-    """The PgiamError (exit 3, 4 or 8) for anything raised while resolving credentials or calling STS/SSO."""
+    """The PgiamError (exit 3, 4 or 8) for anything raised while resolving credentials or calling AWS.
+
+    The one classifier of every command that talks to AWS (add, refresh, token, run, discover,
+    doctor --online): an answer that is not AWS's, a timeout or an unreachable endpoint is a network
+    failure (8), whatever the call was."""
     import botocore.exceptions as bx
+    from botocore.parsers import ResponseParserError
 
     name, prof = ctx.service, ctx.source.profile
-    what = f"{name}: could not get AWS credentials for profile {prof}"
+    what = f"{name}: {ctx.action}" if ctx.action else f"{name}: could not get AWS credentials for {ctx.source.label}"
     if isinstance(err, PgiamError):
         return err
     if isinstance(err, MfaNeeded) or isinstance(err, bx.RefreshWithMFAUnsupportedError):
@@ -182,14 +258,25 @@ def classify(err: BaseException, ctx: Context) -> PgiamError:
         return AuthError(f"{what}: its credential_process did not finish within {err.seconds:g} s and was stopped",
                          _credentials_hint(ctx))
     # network: before the generic ones, as botocore's connection errors are BotoCoreErrors too
+    if isinstance(err, NotAws):
+        return NetworkError(f"{what}: the answer from {scrub(err.endpoint)} is not AWS's ({scrub(err.why)})",
+                            _not_aws_hint(ctx))
+    if isinstance(err, ResponseParserError):
+        return NetworkError(f"{what}: the answer is not AWS's (it does not parse as the AWS protocol)",
+                            _not_aws_hint(ctx))
+    if isinstance(err, DeadlinePassed):
+        return NetworkError(f"{what}: no complete answer within {err.seconds:g} s", _not_aws_hint(ctx))
     if isinstance(err, (bx.ConnectTimeoutError, bx.ReadTimeoutError)):
-        return NetworkError(f"{what}: {scrub(str(err.kwargs.get('endpoint_url') or 'AWS'))} did not answer within {ctx.timeout}", _network_hint(ctx))
+        return NetworkError(f"{what}: {_endpoint(err)} did not answer within {ctx.timeout}", _network_hint(ctx))
     if isinstance(err, bx.SSLError):
         return NetworkError(f"{what}: TLS failed: {scrub(str(err))}",
                             "a proxy or captive portal may be intercepting HTTPS; " + _network_hint(ctx))
     if isinstance(err, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ProxyConnectionError,
                         bx.ConnectionError, bx.HTTPClientError)):
-        return NetworkError(f"{what}: cannot reach {scrub(str(err.kwargs.get('endpoint_url') or 'AWS'))} ({type(err).__name__})", _network_hint(ctx))
+        return NetworkError(f"{what}: cannot reach {_endpoint(err)} ({type(err).__name__})", _network_hint(ctx))
+    if isinstance(err, bx.CredentialRetrievalError) and str(err.kwargs.get("provider", "")) in ("container-role", "iam-role") \
+            and _is_connection_failure(str(err.kwargs.get("error_msg", ""))):
+        return NetworkError(f"{what}: {scrub(str(err.kwargs.get('error_msg', '')))}", _network_hint(ctx))
     # configuration
     if isinstance(err, bx.ProfileNotFound):
         return ConfigError(f"{name}: AWS profile {prof!r} is not in {ctx.config_file} or {ctx.credentials_file}",
@@ -213,7 +300,7 @@ def classify(err: BaseException, ctx: Context) -> PgiamError:
         return AuthError(f"{name}: the AWS login session of profile {prof} is missing or expired",
                          f"run `aws login --profile {prof}`, then {ctx.retry}")
     if isinstance(err, bx.NoCredentialsError):
-        return AuthError(f"{name}: no AWS credentials found (profile {prof})",
+        return AuthError(f"{name}: no AWS credentials found ({ctx.source.label})",
                          f"configure them with `aws configure --profile {prof}` or `aws configure sso`, "
                          f"or use a profile that has them (--profile NAME), then {ctx.retry}")
     if isinstance(err, bx.ClientError):
@@ -222,7 +309,8 @@ def classify(err: BaseException, ctx: Context) -> PgiamError:
         op = getattr(err, "operation_name", "") or "the call"
         detail = scrub(str(err.response.get("Error", {}).get("Message", "")))
         if code in _NETWORK_CODES or status >= 500:
-            return NetworkError(f"{what}: AWS did not serve {op} ({code})", "AWS may be busy; " + _network_hint(ctx))
+            return NetworkError(f"{what}: AWS did not serve {op} ({code})",
+                                "AWS may be busy, or a proxy answered for it; " + _network_hint(ctx))
         if code in _EXPIRED_CODES:
             return AuthError(f"{what}: the credentials have expired ({op}: {code})", _credentials_hint(ctx))
         return AuthError(f"{what}: AWS refused {op}: {code}" + (f": {detail}" if detail else ""), _credentials_hint(ctx))

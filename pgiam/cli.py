@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
                 if args.command not in _NO_FILES:
                     _recover(paths, out, quiet=bool(getattr(args, "quiet", False)))
                 code = _run(args, paths, out)
-                out.stdout.flush()
+                out.flush()
                 return code
         finally:
             os.umask(old)
@@ -169,11 +169,14 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         if not debug:
             print("hint: run the command again with --debug and report the traceback", file=out.stderr)
         return int(ExitCode.BUG)
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            out.flush()  # a last partial line, redacted
 
 
 def _closed_stdout(out: Out) -> int:
     """`pgiam status | head -0`: the reader left. End quietly, as cat does, with SIGPIPE's status."""
-    if out.stdout is sys.stdout:
+    if out.raw_stdout is sys.stdout:
         # Python would complain about the unflushable buffer at exit: point stdout at /dev/null.
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -21,7 +21,6 @@ import os
 import random
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -139,9 +138,9 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config (each cycle reads it anyway) and forget cached AWS sessions."""
-        token = sys.modules.get("pgiam.token")
-        if token is not None:
-            token._SESSIONS.clear()  # a changed AWS config or profile is read again
+        forget = getattr(self.mint, "forget", None)
+        if forget is not None:
+            forget()  # a changed AWS config or profile is read again (token.Minter's sessions)
         try:
             config = load_config(self.paths.config_file)
         except PgiamError as err:
@@ -160,8 +159,10 @@ class Daemon:
             return self._cycle()
         finally:
             self.passes += 1
-            self.view = health.View(self.started, pass_bound(), self.services_view, self.passes, self.clock(),
-                                    self.wake, self.started_ok, dict(self.mints))
+            end = self.clock()
+            next_pass = min(max(self.wake, end + MIN_SLEEP), end + MAX_SLEEP)  # as sleep() will wait
+            self.view = health.View(self.started, pass_bound(), self.services_view, self.passes, end,
+                                    next_pass, self.started_ok, dict(self.mints))
 
     def _mint(self, svc: Service) -> refresh.Minted:
         """The minter, noting the expiry of the credentials that signed (for pgiam_credentials_seconds_left)."""
@@ -195,7 +196,9 @@ class Daemon:
                 self.mints[(o.name, "ok")] = self.mints.get((o.name, "ok"), 0) + 1
                 self.last_success[o.name] = self.clock()
             elif o.status == "failed":
-                self.log(f"{o.name}: {o.error}" + (f" (hint: {o.hint})" if o.hint else ""))
+                error = o.error or "failed"  # minting errors start with the service's name: say it once
+                self.log((error if error.startswith(f"{o.name}: ") else f"{o.name}: {error}")
+                         + (f" (hint: {o.hint})" if o.hint else ""))
                 key = (o.name, health.result_class(o.code))
                 self.mints[key] = self.mints.get(key, 0) + 1
         try:

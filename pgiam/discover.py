@@ -14,14 +14,16 @@ or, for DSQL, the cluster ARN that `dsql:DbConnect` / `dsql:DbConnectAdmin` are 
 
 from __future__ import annotations
 
-import concurrent.futures
+import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pgiam import dsql
+from pgiam.awscreds import DEADLINE as REGION_DEADLINE  # one profile and region, in all
 from pgiam.errors import ConfigError, ExitCode, UsageError
 from pgiam.reports import JSON, envelope
 
@@ -34,7 +36,10 @@ POSTGRES_ENGINES = frozenset({"postgres", "aurora-postgresql"})
 PROXY_PORT = 5432  # RDS Proxy for PostgreSQL listens on 5432 (the API has no port field)
 MAX_WORKERS = 4  # profile/region scans at once: a bound, so 20 regions do not open 100 connections
 DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
-                    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "NotAuthorized"})
+                    "InvalidClientTokenId", "NotAuthorized"})
+PERMISSIONS_HINT = ("the scan needs AWS credentials allowed to call rds:DescribeDBInstances, rds:DescribeDBClusters, "
+                    "rds:DescribeDBClusterEndpoints, rds:DescribeDBProxies, rds:DescribeDBProxyEndpoints, "
+                    "dsql:ListClusters and dsql:GetCluster")
 
 KINDS = ("instance", "cluster-writer", "cluster-reader", "cluster-custom", "proxy", "proxy-endpoint", "dsql")
 
@@ -72,6 +77,7 @@ class ScanWarning:
     api: str  # e.g. rds:DescribeDBProxies
     error: str
     error_code: int  # pgiam's exit code for this kind of failure
+    hint: str | None = None  # the next step (text output; pgiam.awserrors words it as for every command)
 
     def to_json(self) -> JSON:
         return {"profile": self.profile, "region": self.region, "api": self.api, "error": self.error,
@@ -118,36 +124,41 @@ ClientFactory = Callable[[str | None, str, str], Any]  # (profile, region, servi
 
 
 class BotoClients:
-    """botocore clients: one session per profile, so credentials (SSO, assume-role, MFA) are resolved once."""
+    """Clients from pgiam.awscreds (the factory minting uses: bounded timeouts, the CLI's credential cache,
+    no prompt without a terminal, answers that are not AWS's refused): one session per profile, so
+    credentials (SSO, assume-role, MFA) are resolved once."""
 
     def __init__(self) -> None:
         self._sessions: dict[str | None, Any] = {}
+        self._failed: dict[str | None, BaseException] = {}  # a profile whose credentials could not be resolved
         self._lock = threading.Lock()  # botocore sessions are not thread-safe; the clients they make are
 
-    def _session(self, profile: str | None) -> Any:
-        import botocore.session
+    def _session(self, profile: str | None, region: str) -> Any:
+        from pgiam import awscreds
 
         if profile not in self._sessions:
-            self._sessions[profile] = botocore.session.Session(profile=profile)
+            self._sessions[profile] = awscreds.new_session(profile, region)
         return self._sessions[profile]
 
-    def prepare(self, profile: str | None) -> None:
+    def prepare(self, profile: str | None, region: str) -> None:
         """Resolve the profile's credentials in the calling thread (an MFA prompt must not come from a worker)."""
-        import botocore.exceptions as bx
+        from pgiam import awscreds, awserrors
 
         with self._lock:
             try:
-                self._session(profile).get_credentials()
-            except (bx.BotoCoreError, bx.ClientError, EOFError):
-                pass  # every API call of the scan reports it as a warning
+                with awscreds.deadline():
+                    awscreds.resolve(self._session(profile, region))  # not lazily: an MFA prompt, here and now
+            except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001 - each scan of the profile reports it
+                self._failed[profile] = err  # once: not again in every region, after another deadline
 
     def __call__(self, profile: str | None, region: str, service: str) -> Any:
-        """A client with bounded timeouts and retries (botocore's defaults can stall for minutes)."""
-        from botocore.config import Config
+        from pgiam import awscreds
 
         with self._lock:
-            return self._session(profile).create_client(service, region_name=region, config=Config(
-                connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}))
+            failed = self._failed.get(profile)
+            if failed is not None:
+                raise failed
+            return awscreds.client(self._session(profile, region), service, region)
 
 
 def _arn_parts(arn: str | None) -> tuple[str, str] | None:
@@ -164,15 +175,19 @@ def _dbuser_prefix(arn: str | None, region: str, resource_id: str | None) -> str
 
 
 class _Calls:
-    """Runs one API of a scan, turning its failure into a warning."""
+    """Runs one API of a scan, turning its failure into a warning (classified by pgiam.awserrors)."""
 
     def __init__(self, scan: _Scan) -> None:
         self.scan = scan
-        self.fatal = False  # credentials missing: the other APIs would fail the same way
+        self.fatal = False  # credentials missing or AWS unreachable: the other APIs would fail the same way
 
-    def pages(self, client: Any, service: str, op: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Items under `key` of every page of `op`; nothing (and a warning) when the call fails."""
-        import botocore.exceptions as bx
+    def pages(self, client: Any, service: str, op: str, key: str, not_offered_ok: bool = False,
+              **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Items under `key` of every page of `op`; nothing (and a warning) when the call fails.
+
+        not_offered_ok: an endpoint name that does not resolve means the service is not offered in
+        this region (botocore lists no regions for DSQL): skipped quietly."""
+        from pgiam import awserrors
 
         if self.fatal:
             return
@@ -181,48 +196,49 @@ class _Calls:
             paginator = client.get_paginator(_snake(op))
             for page in paginator.paginate(**kwargs):
                 items.extend(page.get(key, []))
-        except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.SSOError, bx.SSOTokenLoadError,
-                bx.UnauthorizedSSOTokenError, bx.TokenRetrievalError, bx.ProfileNotFound) as err:
-            self.fatal = True
-            self._warn(f"{service}:{op}", f"no usable AWS credentials ({type(err).__name__})", ExitCode.AUTH)
-            return
-        except bx.ClientError as err:
-            self._warn(f"{service}:{op}", *_client_error(err))
-            return
-        except (bx.BotoCoreError, OSError) as err:
-            self._warn(f"{service}:{op}", f"{type(err).__name__}: {err}", ExitCode.NETWORK)
+        except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001 - botocore raises anything; classify sorts it
+            if not (not_offered_ok and awserrors.name_not_found(err)):
+                self._failed(f"{service}:{op}", err)
             return
         self.scan.calls_ok += 1
         yield from items
 
     def call(self, client: Any, service: str, op: str, **kwargs: Any) -> dict[str, Any] | None:
         """One non-paginated call; None (and a warning) when it fails."""
-        import botocore.exceptions as bx
+        from pgiam import awserrors
 
         if self.fatal:
             return None
         try:
             out: dict[str, Any] = getattr(client, _snake(op))(**kwargs)
-        except bx.ClientError as err:
-            self._warn(f"{service}:{op}", *_client_error(err))
-            return None
-        except (bx.BotoCoreError, OSError) as err:
-            self._warn(f"{service}:{op}", f"{type(err).__name__}: {err}", ExitCode.NETWORK)
+        except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001
+            self._failed(f"{service}:{op}", err)
             return None
         self.scan.calls_ok += 1
         return out
 
-    def _warn(self, api: str, error: str, code: ExitCode) -> None:
-        self.scan.warnings.append(ScanWarning(self.scan.profile, self.scan.region, api, error, int(code)))
+    def _failed(self, api: str, err: BaseException) -> None:
+        import botocore.exceptions as bx
 
+        from pgiam import awserrors, token
+        from pgiam.config import Service
 
-def _client_error(err: Any) -> tuple[str, ExitCode]:
-    """The warning text and exit code of an API error: a refusal by IAM is AUTH, anything else NETWORK."""
-    code = str(err.response.get("Error", {}).get("Code", "")) or "Error"
-    msg = str(err.response.get("Error", {}).get("Message", "")) or str(err)
-    if code in DENIED or "denied" in code.lower() or "not authorized" in msg.lower():
-        return f"not allowed ({code})", ExitCode.AUTH
-    return f"{code}: {msg}", ExitCode.NETWORK
+        if isinstance(err, bx.ClientError) and (
+                str(err.response.get("Error", {}).get("Code", "")) in DENIED
+                or "not authorized" in str(err.response.get("Error", {}).get("Message", "")).lower()):
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            self._warn(api, f"not allowed ({code})", ExitCode.AUTH, PERMISSIONS_HINT)
+            return
+        where = f"{api} in {self.scan.region}"
+        svc = Service(name="discover", host="", user="", region=self.scan.region, profile=self.scan.profile)
+        e = awserrors.classify(err, token.context(svc, None, "run the same `pgiam discover` again", where))
+        text = e.message.removeprefix("discover: ").removeprefix(f"{where}: ")
+        if e.code != ExitCode.AUTH or not isinstance(err, bx.ClientError):
+            self.fatal = True  # unreachable, or no usable credentials: the region's other calls would fail alike
+        self._warn(api, text, e.code, e.hint)
+
+    def _warn(self, api: str, error: str, code: ExitCode, hint: str | None = None) -> None:
+        self.scan.warnings.append(ScanWarning(self.scan.profile, self.scan.region, api, error, int(code), hint))
 
 
 def _snake(op: str) -> str:
@@ -306,7 +322,9 @@ def scan(profile: str | None, region: str, clients: ClientFactory) -> _Scan:
         calls._warn("dsql:ListClusters", "this botocore does not know Aurora DSQL: upgrade boto3/botocore",
                     ExitCode.ENVIRONMENT)
         return s
-    for c in calls.pages(d, "dsql", "ListClusters", "clusters"):
+    # DSQL is offered in a few regions only; where it is not, its endpoint name does not resolve.
+    # That answer is trusted only when RDS answered in this region (so the network works).
+    for c in calls.pages(d, "dsql", "ListClusters", "clusters", not_offered_ok=s.calls_ok > 0):
         ident = c["identifier"]
         got = calls.call(d, "dsql", "GetCluster", identifier=ident) or {}
         if got.get("status") in ("DELETING", "DELETED", "FAILED"):
@@ -338,8 +356,14 @@ def region_of_profile(profile: str | None) -> str | None:
 
 def discover(profiles: list[str | None], regions: list[str], prefix: str = "",
              clients: ClientFactory | None = None, workers: int = MAX_WORKERS,
-             progress: Callable[[int, int, str], None] | None = None) -> DiscoverReport:
-    """Scan every (profile, region) pair, at most `workers` at once; names made unique and prefixed."""
+             progress: Callable[[int, int, str], None] | None = None,
+             region_deadline: float = REGION_DEADLINE) -> DiscoverReport:
+    """Scan every (profile, region) pair, at most `workers` at once; names made unique and prefixed.
+
+    A scan still running `region_deadline` seconds after it started is given up (a network exit-8
+    warning; its thread is left to end on its own, a daemon thread): an answer arriving a byte at a
+    time never reaches a read timeout.
+    """
     pairs: list[tuple[str | None, str]] = []
     for p in profiles:
         default = region_of_profile(p)  # also checks that the profile exists, before any thread starts
@@ -351,16 +375,9 @@ def discover(profiles: list[str | None], regions: list[str], prefix: str = "",
     if clients is None:
         boto = BotoClients()
         for p in profiles:
-            boto.prepare(p)
+            boto.prepare(p, next(r for q, r in pairs if q == p))
         clients = boto
-    results: dict[tuple[str | None, str], _Scan] = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(pairs)))) as pool:
-        futures = {pool.submit(scan, p, r, clients): (p, r) for p, r in pairs}
-        for n, fut in enumerate(concurrent.futures.as_completed(futures), start=1):
-            key = futures[fut]
-            results[key] = fut.result()
-            if progress:
-                progress(n, len(pairs), f"{key[0] + ' ' if key[0] else ''}{key[1]}")
+    results = _run_scans(pairs, clients, max(1, min(workers, len(pairs))), region_deadline, progress)
     endpoints: list[Endpoint] = []
     warnings: list[ScanWarning] = []
     calls_ok = 0
@@ -369,6 +386,54 @@ def discover(profiles: list[str | None], regions: list[str], prefix: str = "",
         warnings += results[key].warnings
         calls_ok += results[key].calls_ok
     return DiscoverReport(tuple(_unique_names(endpoints, prefix)), tuple(warnings), calls_ok)
+
+
+def _run_scans(pairs: list[tuple[str | None, str]], clients: ClientFactory, workers: int, limit: float,
+               progress: Callable[[int, int, str], None] | None) -> dict[tuple[str | None, str], _Scan]:
+    """Each pair's scan in a daemon thread, `workers` at a time, each given up after `limit` seconds."""
+    done: queue.Queue[tuple[tuple[str | None, str], _Scan]] = queue.Queue()
+    waiting = list(pairs)
+    running: dict[tuple[str | None, str], float] = {}  # pair -> when it must be done
+    results: dict[tuple[str | None, str], _Scan] = {}
+
+    def work(key: tuple[str | None, str]) -> None:
+        from pgiam import awserrors
+
+        try:
+            got = scan(key[0], key[1], clients)
+        except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001 - credentials the profile could not get
+            got = _Scan(key[0], key[1])
+            _Calls(got)._failed("rds:DescribeDBClusters", err)
+        done.put((key, got))
+
+    while waiting or running:
+        while waiting and len(running) < workers:
+            key = waiting.pop(0)
+            running[key] = time.monotonic() + limit
+            threading.Thread(target=work, args=(key,), daemon=True, name=f"scan {key[1]}").start()
+        try:
+            key, got = done.get(timeout=max(0.0, min(running.values()) - time.monotonic()))
+        except queue.Empty:
+            now = time.monotonic()
+            for key in [k for k, at in running.items() if at <= now]:
+                got = _Scan(key[0], key[1])
+                got.warnings.append(ScanWarning(key[0], key[1], "scan", f"no complete answer within {limit:g} s: "
+                                                "the region's scan was given up", int(ExitCode.NETWORK),
+                                                "something answers slowly or not at all for AWS (a proxy, a captive "
+                                                "portal, a VPN): check the network, then run the same `pgiam discover` again"))
+                _finish(results, running, key, got, len(pairs), progress)
+            continue
+        if key in running:  # not already given up
+            _finish(results, running, key, got, len(pairs), progress)
+    return results
+
+
+def _finish(results: dict[tuple[str | None, str], _Scan], running: dict[tuple[str | None, str], float],
+            key: tuple[str | None, str], got: _Scan, total: int, progress: Callable[[int, int, str], None] | None) -> None:
+    del running[key]
+    results[key] = got
+    if progress:
+        progress(len(results), total, f"{key[0] + ' ' if key[0] else ''}{key[1]}")
 
 
 def _unique_names(rows: list[Endpoint], prefix: str) -> list[Endpoint]:

@@ -227,8 +227,10 @@ def set_notice(paths: Paths, failures: list[Outcome], clear: bool = False) -> No
 
 
 def write_notice(paths: Paths, line: str) -> None:
-    """Write the prompt notice: one line, control characters removed (it is printed raw by the hooks)."""
-    clean = "".join(c if c.isprintable() else " " for c in line)[:500]
+    """Write the prompt notice: one line, redacted, control characters removed (the hooks print it raw)."""
+    from pgiam.scrub import redact
+
+    clean = "".join(c if c.isprintable() else " " for c in redact(line))[:500]
     atomic_write(paths.notice_file, (clean + "\n").encode(), 0o600)
 
 

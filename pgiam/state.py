@@ -65,9 +65,11 @@ _quote = encode_basestring_ascii  # json.dumps of a str, without its per-call se
 
 
 def render_state(states: dict[str, ServiceState]) -> bytes:
-    """state.json, one service per line (valid JSON for any reader; names are plain, see config.check_name)."""
+    """state.json, one service per line (valid JSON for any reader; names are plain, see config.check_name).
+
+    An error's text and hint pass pgiam.scrub: they may quote a credential helper's output."""
     names = sorted(states)
-    rows = _encode_rows([vars(states[n]) for n in names])
+    rows = _encode_rows([_redacted(vars(states[n])) for n in names])
     body = "{\n" + ",\n".join(f"    {_quote(n)}: {r}" for n, r in zip(names, rows)) + "\n  }" if rows else "{}"
     return f'{{\n  "services": {body},\n  "version": 1\n}}\n'.encode()
 
@@ -87,6 +89,15 @@ def _encode_rows(rows: list[dict[str, object]]) -> list[str]:
     if len(parts) == 1:
         return parts
     return [parts[0] + "}", *(head + p + "}" for p in parts[1:-1]), head + parts[-1]]
+
+
+def _redacted(row: dict[str, object]) -> dict[str, object]:
+    """The row with its error and hint redacted (only failing services have any: the common row is free)."""
+    if not (row.get("error") or row.get("hint")):
+        return row
+    from pgiam.scrub import redact
+
+    return {k: redact(v) if k in ("error", "hint") and isinstance(v, str) else v for k, v in row.items()}
 
 
 def due_at(s: ServiceState | None, margin: int) -> float:

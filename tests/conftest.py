@@ -35,9 +35,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / ".aws" / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / ".aws" / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    from pgiam import token
-
-    token._SESSIONS.clear()  # a process caches one botocore session per profile; each test is a new "process"
     return home
 
 
@@ -64,13 +61,11 @@ def environment(env: dict[str, str], cwd: Path | str | None = None) -> Iterator[
 
 def in_process(*argv: str, env: dict[str, str] | None = None, cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
     """`pgiam ARGV` through pgiam.cli.main in this process, as `subprocess.run([pgiam, *argv], env=env, cwd=cwd)`
-    would run it (a new botocore session cache, as in a new process): the unit tier starts no pgiam process."""
-    from pgiam import token
+    would run it (each command makes its own botocore sessions): the unit tier starts no pgiam process."""
     from pgiam.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with environment(dict(os.environ) if env is None else env, cwd):
-        token._SESSIONS.clear()
         code = main(list(argv), stdout=out, stderr=err)
     return subprocess.CompletedProcess(["pgiam", *argv], code, out.getvalue(), err.getvalue())
 

@@ -13,10 +13,28 @@ from pgiam.errors import PgiamError
 
 
 class Out:
-    """Where commands print; tests capture both streams."""
+    """Where commands print; tests capture both streams.
+
+    Both streams pass pgiam.scrub's redactor, line by line, whatever writes to them (a print, argparse,
+    a traceback with --debug, `pgiam run`'s log): no key, secret or token reaches a terminal or a log.
+    Only `secret()` writes past it, for `pgiam token`, whose purpose is the token.
+    """
 
     def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
-        self.stdout, self.stderr = stdout, stderr
+        from pgiam.scrub import RedactingStream
+
+        self.raw_stdout = stdout
+        self.stdout: TextIO = RedactingStream(stdout)  # type: ignore[assignment]
+        self.stderr: TextIO = RedactingStream(stderr)  # type: ignore[assignment]
+
+    def secret(self, line: str) -> None:
+        """The token itself, unredacted: `pgiam token` only."""
+        self.stdout.flush()
+        print(line, file=self.raw_stdout)
+
+    def flush(self) -> None:
+        for stream in (self.stdout, self.stderr):
+            stream.flush()
 
     def print(self, *lines: str) -> None:
         for line in lines:
@@ -31,7 +49,9 @@ class Out:
             print(f"hint: {err.hint}", file=self.stderr)
 
     def json(self, obj: Any) -> None:
-        print(json.dumps(obj, indent=2, sort_keys=True), file=self.stdout)
+        from pgiam.scrub import redact_json
+
+        print(json.dumps(redact_json(obj), indent=2, sort_keys=True), file=self.stdout)
 
 
 class Subparsers(Protocol):

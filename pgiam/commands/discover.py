@@ -53,7 +53,8 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     report = discover.discover(profiles, regions, prefix=args.prefix, progress=progress)
     notices: list[str] = []
     if args.add:
-        svcs = discover.add_endpoints(paths, report, args.user, args.dbname, args.replace, time.time(), token.mint, notices,
+        minter = token.Minter(retry="run the same `pgiam discover ... --add` again")
+        svcs = discover.add_endpoints(paths, report, args.user, args.dbname, args.replace, time.time(), minter, notices,
                                       again=rerun_with_replace(args))
         report = dataclasses.replace(report, added=tuple(s.name for s in svcs))
     if args.json:
@@ -62,10 +63,8 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         _table(out, report)
     for w in report.warnings:
         out.note(f"warning: {w}")
-    if report.warnings:
-        print("hint: the scan needs AWS credentials (`aws sso login --profile NAME`) allowed to call "
-              "rds:DescribeDBInstances, rds:DescribeDBClusters, rds:DescribeDBClusterEndpoints, rds:DescribeDBProxies, "
-              "rds:DescribeDBProxyEndpoints, dsql:ListClusters and dsql:GetCluster", file=out.stderr)
+    for hint in dict.fromkeys(w.hint for w in report.warnings if w.hint):  # each next step once
+        print(f"hint: {hint}", file=out.stderr)
     for n in notices:
         out.note(n)
     if report.added and not args.json:

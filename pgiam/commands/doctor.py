@@ -15,7 +15,7 @@ def register(sub: Subparsers) -> None:
 checks, in order: libpq, environment, files, token, credentials, network and TLS, login;
 with --online also STS (identity, clock skew), the RDS resource (IAM on, resource id, port, CA)
 and an IAM policy simulation for rds-db:connect.
-exit status: 0 when no check failed (warnings don't fail), 1 otherwise.
+exit status: 0 when no check failed (warnings don't fail), 8 when --online could not reach AWS, 1 otherwise.
 examples:
   pgiam doctor
   pgiam doctor prod --online
@@ -42,4 +42,4 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             out.print(line)
         bad = sum(c.status == FAIL for _, c in rows)
         out.print(f"{bad} check(s) failed" if bad else "no check failed")
-    return ExitCode.PARTIAL if report.failed else ExitCode.OK
+    return report.exit_code

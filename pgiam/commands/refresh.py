@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from pgiam.commands._common import Out, Subparsers, clock, command, left
 from pgiam.errors import ExitCode, LockedError, PgiamError
@@ -42,10 +43,14 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             return code
         # the child (or a refresh that finished): fall through and do the work
 
-    def mint(svc):  # type: ignore[no-untyped-def]
-        from pgiam import token  # imported only when a token is really due
+    minters: list[Any] = []  # one token.Minter for the whole command, made when a token is really due
 
-        return token.mint(svc)
+    def mint(svc):  # type: ignore[no-untyped-def]
+        if not minters:
+            from pgiam import token  # imported only when a token is really due
+
+            minters.append(token.Minter())
+        return minters[0](svc)
 
     try:
         # Hooks and timers never wait for another minter; a caller that bounded its wait has a

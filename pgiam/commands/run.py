@@ -52,10 +52,9 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
                              "drop --once, or drop --http")
         http = parse_address(args.http)
 
-    def mint(svc):  # type: ignore[no-untyped-def]
-        from pgiam import token
+    from pgiam import token  # botocore itself is imported only when a token is minted
 
-        return token.mint(svc)
+    mint = token.Minter()  # its sessions live as long as the daemon; SIGHUP makes it forget them
 
     def log(line: str) -> None:
         # One line per event, flushed at once: journald and `kubectl logs` see it as it happens.

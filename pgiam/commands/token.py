@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         if token is None:
             raise PgiamError(f"{paths.pgpass} holds no valid token for {args.name!r} after minting one",
                              f"check that nothing else rewrites {paths.pgpass}, then run `pgiam token {args.name}` again")
-    out.print(token)  # the one command whose job is to print a token
+    out.secret(token)  # the one command whose job is to print a token: past the redactor
     return ExitCode.OK
 
 

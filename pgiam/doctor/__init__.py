@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgiam.errors import ExitCode
 from pgiam.reports import JSON, envelope
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -24,6 +25,7 @@ class Check:
     status: str  # OK, WARN or FAIL
     message: str
     fix: str | None = None
+    code: int | None = None  # a failure's class as an exit code (8: AWS could not be reached); None: a finding
 
     def to_json(self) -> JSON:
         # an empty fix is no fix: null, never "" (the doctor.schema.json contract)
@@ -38,8 +40,8 @@ def warn(id: str, message: str, fix: str | None = None) -> Check:
     return Check(id, WARN, message, fix)
 
 
-def fail(id: str, message: str, fix: str | None = None) -> Check:
-    return Check(id, FAIL, message, fix)
+def fail(id: str, message: str, fix: str | None = None, code: int | None = None) -> Check:
+    return Check(id, FAIL, message, fix, code)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ class DoctorReport:
     def failed(self) -> bool:
         return any(c.status == FAIL for c in self.checks) or any(s.failed for s in self.services)
 
+    @property
+    def exit_code(self) -> ExitCode:
+        """0: nothing failed; 8: AWS could not be reached (`--online`), so its checks are missing; else 1."""
+        every = [*self.checks, *(c for s in self.services for c in s.checks)]
+        if any(c.status == FAIL and c.code == ExitCode.NETWORK for c in every):
+            return ExitCode.NETWORK
+        return ExitCode.PARTIAL if self.failed else ExitCode.OK
+
     def to_json(self) -> dict[str, Any]:
-        return envelope("doctor", ok=not self.failed, checks=[c.to_json() for c in self.checks],
-                        services=[s.to_json() for s in self.services])
+        return envelope("doctor", ok=not self.failed, exit_code=int(self.exit_code),
+                        checks=[c.to_json() for c in self.checks], services=[s.to_json() for s in self.services])

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgiam import block, facts, pgpass, servicefile, tokeninfo
-from pgiam.config import Service
+from pgiam.config import Service, infer_region
 from pgiam.doctor import Check, fail, ok, warn
+from pgiam.dsql import is_dsql_host
 from pgiam.freshness import CLOCK_TOLERANCE
 from pgiam.libpq import LibpqVersion, truncates_pgpass
 
@@ -43,16 +44,6 @@ KNOWN_KEYS: Mapping[str, int] = {
     "oauth_client_id": 18, "oauth_client_secret": 18, "oauth_scope": 18,
 }
 REMOVED_IN: Mapping[str, int] = {"tty": 14, "authtype": 14, "requiressl": 12}
-
-# RDS: `….REGION.rds.amazonaws.com[.cn]`; Aurora DSQL: `ID.dsql.REGION.on.aws`.
-_RDS_HOST = re.compile(r"\.([a-z]{2}(?:-[a-z]+)+-\d+)\.rds\.amazonaws\.com(?:\.cn)?$|\.dsql\.([a-z]{2}(?:-[a-z]+)+-\d+)\.on\.aws$")
-
-
-def region_of_host(host: str) -> str | None:
-    """The region an RDS/Aurora/DSQL endpoint name carries (`….us-west-2.rds.amazonaws.com`), else None."""
-    m = _RDS_HOST.search(host.lower().rstrip("."))
-    return (m.group(1) or m.group(2)) if m else None
-
 
 # ---------------------------------------------------------------- the files as libpq reads them
 
@@ -333,7 +324,7 @@ def check_token(svc: Service, token: str | None, now: float, credentials_expire:
     out: list[Check] = []
     dsql = info.service == "dsql"
     want_host = svc.host.lower().rstrip(".")
-    host_region = region_of_host(svc.host)
+    host_region = infer_region(svc.host)  # config's parser, the one add and the config file use
     if info.host != want_host or (not dsql and info.port != svc.port):
         where = f"{info.host}:{info.port}" if info.port else info.host
         via = f" (libpq dials {svc.via}, but the token names the endpoint)" if svc.via else ""
@@ -341,7 +332,7 @@ def check_token(svc: Service, token: str | None, now: float, credentials_expire:
                         f"{svc.host}:{svc.port}{via}: the server refuses it", refresh))
     else:
         out.append(ok("token.endpoint", f"signed for {svc.host}:{svc.port}"))
-    want_service = "dsql" if ".dsql." in want_host else "rds-db"
+    want_service = "dsql" if is_dsql_host(want_host) else "rds-db"
     if host_region is not None and svc.region != host_region:
         out.append(fail("token.scope", f"the service's region is {svc.region} but the host name says {host_region}",
                         f"pgiam add {svc.name} --replace --host {svc.host} --user {svc.user} --region {host_region}"))

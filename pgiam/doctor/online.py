@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgiam import dsql
 from pgiam.config import Service
 from pgiam.doctor import Check, fail, ok, warn
+from pgiam.errors import PgiamError
 
 SKEW_LIMIT = 300
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess",
@@ -42,18 +44,40 @@ class Resource:
     ca: str | None
 
 
-def _client(svc: Service, service: str) -> Any:
-    import botocore.config
+class _Aws:
+    """The service's own session (pgiam.awscreds, as minting uses it), and its failures classified as
+    every command classifies them (pgiam.awserrors): a network failure is exit 8, never a traceback."""
 
-    from pgiam.awscreds import new_session
+    def __init__(self, svc: Service) -> None:
+        from pgiam import awscreds
 
-    cfg = botocore.config.Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 2})
-    session = new_session(svc.profile, svc.region, svc.aws_credentials_file)
-    return session.create_client(service, region_name=svc.region, config=cfg)
+        self.svc = svc
+        self.session = awscreds.new_session(svc.profile, svc.region)
+        self.retry = f"`pgiam doctor {svc.name} --online`"
+
+    def client(self, service: str) -> Any:
+        from pgiam import awscreds
+
+        return awscreds.client(self.session, service, self.svc.region)
+
+    def classify(self, err: BaseException, action: str | None = None) -> PgiamError:
+        from pgiam import awserrors, token
+
+        return awserrors.classify(err, token.context(self.svc, self.session, self.retry, action))
 
 
-def _code(err: Exception) -> str:
+def _code(err: BaseException) -> str:
     return str(getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__))
+
+
+def _denied(err: BaseException) -> bool:
+    import botocore.exceptions as bx
+
+    return isinstance(err, bx.ClientError) and _code(err) in _DENIED
+
+
+def _failure(id: str, err: PgiamError) -> Check:
+    return fail(id, err.message, err.hint, code=int(err.code))
 
 
 def _pages(client: Any, op: str, key: str) -> Iterator[dict[str, Any]]:
@@ -62,20 +86,20 @@ def _pages(client: Any, op: str, key: str) -> Iterator[dict[str, Any]]:
 
 
 def check_online(svc: Service, sslrootcert: str | None) -> list[Check]:
-    import botocore.exceptions as bx
+    from pgiam import awscreds, awserrors
 
     if svc.aws_credentials_file:  # the sandbox: a random local key pair, useless against AWS; nothing to ask
         return [ok("online.skipped", f"{svc.name} signs with a local key ({svc.aws_credentials_file}): no AWS side")]
     out: list[Check] = []
-    login = f"aws sso login --profile {svc.profile}" if svc.profile else "refresh your AWS credentials"
+    aws = _Aws(svc)
     try:
-        sts = _client(svc, "sts")
-        before = time.time()
-        ident = sts.get_caller_identity()
-        after = time.time()
-    except (bx.BotoCoreError, bx.ClientError) as err:
-        what = str(err).split("\n")[0]
-        return [fail("online.identity", f"sts get-caller-identity failed: {what}", login)]
+        with awscreds.deadline():
+            sts = aws.client("sts")
+            before = time.time()
+            ident = sts.get_caller_identity()
+            after = time.time()
+    except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001 - botocore and helpers raise anything
+        return [_failure("online.identity", aws.classify(err))]
     arn = str(ident["Arn"])
     account = str(ident["Account"])
     partition = arn.split(":")[1] if arn.count(":") >= 5 else "aws"
@@ -92,9 +116,9 @@ def check_online(svc: Service, sslrootcert: str | None) -> list[Check]:
             out.append(ok("online.clock", f"clock within {abs(skew):.0f} s of AWS"))
     else:
         out.append(warn("online.clock", "the STS response had no Date header: clock skew not measured"))
-    if ".dsql." in svc.host:
+    if dsql.is_dsql_host(svc.host):
         return out
-    res, checks = find_resource(svc)
+    res, checks = find_resource(svc, aws)
     out += checks
     if res is None:
         return out
@@ -115,7 +139,7 @@ def check_online(svc: Service, sslrootcert: str | None) -> list[Check]:
                         f"pgiam add {svc.name} --replace --host {svc.host} --user {svc.user} --port {res.port}{via}"))
     if res.ca:
         out.append(_ca_check(res.ca, sslrootcert))
-    out.append(simulate(svc, arn, account, partition, dbarn))
+    out.append(simulate(svc, aws, arn, dbarn))
     return out
 
 
@@ -136,62 +160,75 @@ def _ca_check(ca: str, sslrootcert: str | None) -> Check:
     return fail("online.ca", f"the server uses CA {ca}, which is not in {sslrootcert}", "pgiam certs update")
 
 
-def find_resource(svc: Service) -> tuple[Resource | None, list[Check]]:
-    import botocore.exceptions as bx
+def find_resource(svc: Service, aws: _Aws) -> tuple[Resource | None, list[Check]]:
+    """The instance, cluster or proxy whose endpoint is the service's host, read by the describe calls."""
+    from pgiam import awscreds, awserrors
 
     host = svc.host.lower().rstrip(".")
     denied: list[str] = []
-    try:
-        rds = _client(svc, "rds")
-    except bx.BotoCoreError as err:
-        return None, [warn("online.resource", f"cannot create an RDS client: {err}")]
     clusters: dict[str, dict[str, Any]] = {}
+    api = "rds:DescribeDBClusters"
     try:
-        for c in _pages(rds, "describe_db_clusters", "DBClusters"):
-            clusters[c["DBClusterIdentifier"]] = c
-            names = [c.get("Endpoint"), c.get("ReaderEndpoint"), *c.get("CustomEndpoints", [])]
-            if host in {str(n).lower() for n in names if n}:
-                return Resource("cluster", c["DBClusterIdentifier"], c["DbClusterResourceId"],
-                                c.get("IAMDatabaseAuthenticationEnabled"), c.get("Port"), None), []
-    except bx.ClientError as err:
-        if _code(err) not in _DENIED:
-            return None, [warn("online.resource", f"rds describe-db-clusters failed: {_code(err)}")]
+        with awscreds.deadline():
+            rds = aws.client("rds")
+            for c in _pages(rds, "describe_db_clusters", "DBClusters"):
+                clusters[c["DBClusterIdentifier"]] = c
+                names = [c.get("Endpoint"), c.get("ReaderEndpoint"), *c.get("CustomEndpoints", [])]
+                if host in {str(n).lower() for n in names if n}:
+                    return Resource("cluster", c["DBClusterIdentifier"], c["DbClusterResourceId"],
+                                    c.get("IAMDatabaseAuthenticationEnabled"), c.get("Port"), None), []
+    except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001
+        if not _denied(err):
+            return None, [_api_failure("online.resource", aws, err, api)]
         denied.append("describe-db-clusters")
+    api = "rds:DescribeDBInstances"
     try:
-        for i in _pages(rds, "describe_db_instances", "DBInstances"):
-            ep = i.get("Endpoint") or {}
-            if str(ep.get("Address", "")).lower() == host:
-                parent = clusters.get(i.get("DBClusterIdentifier") or "")
-                if parent is not None:  # Aurora: IAM and the resource id are the cluster's
-                    return Resource("cluster", parent["DBClusterIdentifier"], parent["DbClusterResourceId"],
-                                    parent.get("IAMDatabaseAuthenticationEnabled"), ep.get("Port"),
+        with awscreds.deadline():
+            for i in _pages(rds, "describe_db_instances", "DBInstances"):
+                ep = i.get("Endpoint") or {}
+                if str(ep.get("Address", "")).lower() == host:
+                    parent = clusters.get(i.get("DBClusterIdentifier") or "")
+                    if parent is not None:  # Aurora: IAM and the resource id are the cluster's
+                        return Resource("cluster", parent["DBClusterIdentifier"], parent["DbClusterResourceId"],
+                                        parent.get("IAMDatabaseAuthenticationEnabled"), ep.get("Port"),
+                                        i.get("CACertificateIdentifier")), []
+                    return Resource("instance", i["DBInstanceIdentifier"], i["DbiResourceId"],
+                                    i.get("IAMDatabaseAuthenticationEnabled"), ep.get("Port"),
                                     i.get("CACertificateIdentifier")), []
-                return Resource("instance", i["DBInstanceIdentifier"], i["DbiResourceId"],
-                                i.get("IAMDatabaseAuthenticationEnabled"), ep.get("Port"),
-                                i.get("CACertificateIdentifier")), []
-    except bx.ClientError as err:
-        if _code(err) not in _DENIED:
-            return None, [warn("online.resource", f"rds describe-db-instances failed: {_code(err)}")]
+    except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001
+        if not _denied(err):
+            return None, [_api_failure("online.resource", aws, err, api)]
         denied.append("describe-db-instances")
+    api = "rds:DescribeDBProxies"
     try:
-        for p in _pages(rds, "describe_db_proxies", "DBProxies"):
-            if str(p.get("Endpoint", "")).lower() == host:
-                auth = p.get("Auth") or []
-                iam = any(a.get("IAMAuth") == "REQUIRED" for a in auth) if auth else None
-                rid = str(p["DBProxyArn"]).rsplit(":", 1)[-1]
-                return Resource("proxy", p["DBProxyName"], rid, iam, None, None), []
-    except bx.ClientError as err:
-        if _code(err) not in _DENIED:
-            return None, [warn("online.resource", f"rds describe-db-proxies failed: {_code(err)}")]
+        with awscreds.deadline():
+            for p in _pages(rds, "describe_db_proxies", "DBProxies"):
+                if str(p.get("Endpoint", "")).lower() == host:
+                    auth = p.get("Auth") or []
+                    iam = any(a.get("IAMAuth") == "REQUIRED" for a in auth) if auth else None
+                    rid = str(p["DBProxyArn"]).rsplit(":", 1)[-1]
+                    return Resource("proxy", p["DBProxyName"], rid, iam, None, None), []
+    except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001
+        if not _denied(err):
+            return None, [_api_failure("online.resource", aws, err, api)]
         denied.append("describe-db-proxies")
-    except bx.BotoCoreError as err:
-        return None, [warn("online.resource", f"rds describe calls failed: {err}")]
     if denied:
         return None, [warn("online.resource", f"not allowed to call rds {', '.join(denied)}: IAM settings of the "
                            "endpoint's resource not checked", "ask for rds:Describe* on the account, or ignore")]
     return None, [warn("online.resource", f"no instance, cluster or proxy in {svc.region} of this account has the "
                        f"endpoint {svc.host} (another account or region?)",
                        f"check the region (`pgiam add {svc.name} --replace … --region R`) and the profile")]
+
+
+def _api_failure(id: str, aws: _Aws, err: BaseException, api: str) -> Check:
+    """A failed describe or simulate call: a network failure fails (exit 8); anything else warns, as the
+    caller may lack read rights, not connect rights."""
+    from pgiam.errors import ExitCode
+
+    e = aws.classify(err, f"{api} in {aws.svc.region} failed")
+    if e.code == ExitCode.NETWORK:
+        return _failure(id, e)
+    return warn(id, e.message, e.hint)
 
 
 def principal_of(arn: str) -> str:
@@ -203,26 +240,27 @@ def principal_of(arn: str) -> str:
     return arn
 
 
-def simulate(svc: Service, arn: str, account: str, partition: str, dbarn: str) -> Check:
+def simulate(svc: Service, aws: _Aws, arn: str, dbarn: str) -> Check:
     import botocore.exceptions as bx
+
+    from pgiam import awscreds, awserrors
 
     principal = principal_of(arn)
     try:
-        iam = _client(svc, "iam")
-        if ":role/" in principal:  # the session ARN lacks the role's path; ask for the real ARN
-            try:
-                principal = iam.get_role(RoleName=principal.rsplit("/", 1)[-1])["Role"]["Arn"]
-            except bx.ClientError:
-                pass
-        r = iam.simulate_principal_policy(PolicySourceArn=principal, ActionNames=["rds-db:connect"],
-                                          ResourceArns=[dbarn])
-    except bx.ClientError as err:
-        if _code(err) in _DENIED:
+        with awscreds.deadline():
+            iam = aws.client("iam")
+            if ":role/" in principal:  # the session ARN lacks the role's path; ask for the real ARN
+                try:
+                    principal = iam.get_role(RoleName=principal.rsplit("/", 1)[-1])["Role"]["Arn"]
+                except bx.ClientError:
+                    pass
+            r = iam.simulate_principal_policy(PolicySourceArn=principal, ActionNames=["rds-db:connect"],
+                                              ResourceArns=[dbarn])
+    except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001
+        if _denied(err):
             return warn("online.policy", f"not allowed to call iam simulate-principal-policy ({_code(err)}): the "
                         f"policy for rds-db:connect on {dbarn} is not checked")
-        return warn("online.policy", f"iam simulate-principal-policy failed: {_code(err)}")
-    except bx.BotoCoreError as err:
-        return warn("online.policy", f"iam simulate-principal-policy failed: {err}")
+        return _api_failure("online.policy", aws, err, "iam:SimulatePrincipalPolicy")
     results = r.get("EvaluationResults") or [{}]
     decision = results[0].get("EvalDecision", "?")
     if decision == "allowed":

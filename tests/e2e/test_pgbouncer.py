@@ -256,7 +256,6 @@ def test_pgbouncer_logs_in_with_the_token_before_and_after_a_rotation(
 
     past = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=20)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: past)
-    token._SESSIONS.clear()
     res = refresh.refresh(Paths.from_env(), time.time(), token.mint, ["sandbox"])
     monkeypatch.undo()
     assert [o.status for o in res.outcomes] == ["renewed"]

@@ -13,7 +13,6 @@ HERE = Path(__file__).resolve().parent
 SLOW_MODULES = {
     "test_sigv4check.py": "a botocore session and a token per case",
     "test_ldapd.py": "a real LDAP responder on a socket per test",
-    "test_entry.py": "runs pgiam as processes",
 }
 
 

@@ -47,11 +47,32 @@ def test_find_section_takes_the_first_and_knows_whose_it_is() -> None:
     ("db.cluster-abc.us-west-2.rds.amazonaws.com", "us-west-2"),
     ("db.abc.cn-north-1.rds.amazonaws.com.cn", "cn-north-1"),
     ("abc.dsql.us-east-1.on.aws", "us-east-1"),
+    ("abc.dsql-fips.us-east-1.on.aws", "us-east-1"),
     ("localhost", None),
     ("db.example.com", None),
 ])
 def test_region_of_host(host: str, region: str | None) -> None:
-    assert local.region_of_host(host) == region
+    """Issue 19 (repro 6): doctor reads a host's region with config's parser, dsql-fips included."""
+    from pgiam.config import infer_region
+
+    assert infer_region(host) == region
+    assert not hasattr(local, "region_of_host")  # no second parser to drift
+
+
+@pytest.mark.parametrize("host", ["abc.dsql.us-east-1.on.aws", "abc.dsql-fips.us-east-1.on.aws"])
+def test_a_valid_dsql_token_passes_token_scope(host: str) -> None:
+    """Issue 19 (repro 6): a FIPS DSQL endpoint's valid token is not FAIL token.scope (doctor took it for RDS)."""
+    import time
+
+    from pgiam import token
+    from pgiam.config import Service
+
+    svc = Service("fips", host, "admin", "us-east-1")
+    minted = token.mint(svc)  # real botocore signing with the dummy keys of the test environment
+    checks = {c.id: c for c in local.check_token(svc, minted.token, time.time(), None)}
+    assert checks["token.scope"].status == "ok", checks["token.scope"]
+    assert checks["token.scope"].message == "scope us-east-1/dsql matches the endpoint"
+
 
 
 # ---------------------------------------------------------------- env.home (issue 24)

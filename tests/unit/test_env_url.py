@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -15,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pgiam import servicefile
 from pgiam.errors import ExitCode
 from tests.conftest import SANDBOX_HOST
-from tests.tools import require_module, require_tool
+from tests.tools import require_module
 
 ROOT = Path(__file__).resolve().parents[2]
 ODD_USER = "o'ne: \\il $x `y` \"z\""
@@ -58,27 +55,6 @@ VARS = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "P
 
 def expected_env(keys: dict[str, str]) -> dict[str, str]:
     return {VARS[k]: v for k, v in keys.items()}
-
-
-def shell_env(argv: list[str], script: str, home: Path) -> dict[str, str]:
-    """The PG* variables a real shell has after running `script` (stale values set beforehand)."""
-    env = dict(os.environ, PGHOSTADDR="stale", PGREQUIREAUTH="stale")
-    out = subprocess.run([*argv, script], env=env, capture_output=True, timeout=60, cwd=home).stdout
-    pairs = [line.split("=", 1) for line in out.decode().split("\0") if line.startswith("PG")]
-    return {k: v for k, v in pairs if k in VARS.values()}
-
-
-@pytest.mark.parametrize("via", [False, True])
-@pytest.mark.parametrize("shell", ["sh", "bash", "fish"])
-def test_env_round_trips_through_real_shells(run_cli, home: Path, odd_ca: Path, shell: str, via: bool) -> None:
-    require_tool(shell)
-    add(run_cli, odd_ca, *(["--via", "127.0.0.1:15432"] if via else []))
-    code, out, err = run_cli("env", "odd", "--format", "fish" if shell == "fish" else "sh")
-    assert code == ExitCode.OK, err
-    script = out + ("\nenv -0" if shell != "fish" else "\nenv -0")
-    got = shell_env([shutil.which(shell) or shell, "-c"], script, home)
-    assert got == expected_env(entry(home))
-    assert ("PGHOSTADDR" in got) == via and "PGREQUIREAUTH" not in got  # stale values unset
 
 
 def test_env_json_matches_its_schema_and_the_entry(run_cli, home: Path, odd_ca: Path) -> None:

@@ -6,6 +6,9 @@ exposition format); the live server is exercised by tests/e2e/test_run.py during
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -109,3 +112,35 @@ def test_bad_http_address_is_a_usage_error(text: str) -> None:
 def test_unknown_path_is_404() -> None:
     assert health.probe("/", view(), NOW).status == 404
     assert health.probe("/metrics?x=1", view(), NOW).status == 200
+
+
+# ---------------------------------------------------------------- `pgiam run --http`'s refusals, in process
+
+
+def _one_service(home: Path, ca_file: Path) -> None:
+    from pgiam.paths import Paths
+
+    cfg = Paths.from_env().config_file
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(f'[services.a]\nhost = "a.cluster-abc.us-west-2.rds.amazonaws.com"\nuser = "u"\nsslrootcert = "{ca_file}"\n')
+
+
+def test_a_busy_port_is_an_environment_error_before_anything_is_written(run_cli, home: Path, ca_file: Path) -> None:  # type: ignore[no-untyped-def]
+    _one_service(home, ca_file)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code, out, err = run_cli("run", "--http", f"127.0.0.1:{port}")
+    assert code == ExitCode.ENVIRONMENT and out == ""
+    assert f"cannot listen on 127.0.0.1:{port} for --http" in err and "\nhint: pick a free port" in err
+    assert not (home / ".pgpass").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--http", ":9187", "--once"], "--http needs the running loop"),
+                                               (["--http", "localhost"], "is not HOST:PORT")])
+def test_http_usage_errors(run_cli, home: Path, ca_file: Path, argv: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    _one_service(home, ca_file)
+    code, out, err = run_cli("run", *argv)
+    assert code == ExitCode.USAGE and out == "" and message in err
+    assert not (home / ".pgpass").exists()

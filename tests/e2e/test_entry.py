@@ -1,4 +1,6 @@
-"""The fast path of `pgiam refresh --if-needed --quiet` (issue 4): no botocore, no TOML, no write when nothing is due."""
+"""The fast path of `pgiam refresh --if-needed --quiet` (issue 4): no botocore, no TOML, no write when nothing is due.
+Run as the console entry point in fresh processes (what they import is the point); moved from tests/unit,
+which starts no pgiam process (issue 22)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pgiam.errors import ExitCode
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 
