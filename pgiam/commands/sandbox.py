@@ -34,6 +34,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             out.note(n)
         out.print(f"sandbox up: PostgreSQL on 127.0.0.1:{res.local_port}, checking IAM tokens for {res.endpoint_host}")
         out.print("try: psql service=sandbox")
+        out.print("other clients: `pgiam url sandbox --for CLIENT` and the README's Clients section")
         return ExitCode.OK
     if args.action == "down":
         gone = service.down(paths)

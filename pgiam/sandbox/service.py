@@ -33,11 +33,12 @@ def up(paths: Paths, port: int | None) -> UpResult:
         dbname="postgres", profile=info.aws_profile, via=cfg.Via("127.0.0.1", info.local_port),
         sslrootcert=str(info.ca_file), aws_credentials_file=str(info.aws_credentials_file),
     )
-    notices: list[str] = []
-    svc = services.with_tls_defaults(paths, svc, notices)  # the same libpq checks as `add`
+    # The same libpq checks as `add`; its notes on clients that cannot read a --via entry are for the
+    # user's own services: `sandbox up` points to the README's Clients section in one line instead.
+    svc = services.with_tls_defaults(paths, svc, [])
     result = services.add(paths, svc, explicit_region=True, now=time.time(), mint=token.mint, replace=True)
     wait_for_psql(paths, NAME, str(info.log_file))
-    return UpResult(info.local_port, info.endpoint_host, tuple(notices + result.notices))
+    return UpResult(info.local_port, info.endpoint_host, tuple(result.notices))
 
 
 def wait_for_psql(paths: Paths, name: str, log_file: str, attempts: int = 20) -> None:

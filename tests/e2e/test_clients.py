@@ -268,7 +268,7 @@ def test_asyncpg_cannot_use_the_pgpass_line_alone(world: World, sb: dict[str, st
 @pytest.mark.parametrize("mode", ["psycopg_pool", "psycopg_pool_pgpass", "sqlalchemy", "sqlalchemy_do_connect"])
 def test_libpq_python_recipes(world: World, sb: dict[str, str], tmp_path: Path, mode: str) -> None:
     py = python_recipe(world, sb, tmp_path)
-    target = {"psycopg_pool": form(world, "sandbox", "libpq"), "psycopg_pool_pgpass": "service=sandbox",
+    target = {"psycopg_pool": "service=sandbox", "psycopg_pool_pgpass": "service=sandbox",
               "sqlalchemy": "postgresql+psycopg://?service=sandbox",
               "sqlalchemy_do_connect": form(world, "sandbox", "sqlalchemy+psycopg")}[mode]
     p = run(world, [*py, mode, SQL, "-", target, "", "sandbox"])
@@ -618,10 +618,8 @@ def pgx_recipe() -> Path:
 def pgx_argv(sb: dict[str, str], pgx_recipe: Path, mode: str, world: World) -> tuple[list[str], dict[str, str]]:
     env = {"PGSERVICEFILE": str(world.home / ".pg_service.conf"), "PGPASSFILE": str(world.home / ".pgpass")}
     if mode == "BeforeConnect":
-        conn = (f"host={sb['host']} port={sb['local_port']} user=pgiam_sandbox dbname=postgres "
-                f"sslmode=verify-full sslrootcert={sb['ca_file']}")
         env["PGPASSFILE"] = str(world.home / "no-such-pgpass")  # the callback is the only source
-        return [str(pgx_recipe), conn, "127.0.0.1", "sandbox", SQL], env
+        return [str(pgx_recipe), "service=nohostaddr", "127.0.0.1", "sandbox", SQL], env
     return [str(pgx_recipe), "service=nohostaddr", "127.0.0.1", "", SQL], env
 
 
@@ -755,7 +753,7 @@ def test_every_recipe_outlives_its_first_token(world: World, sb: dict[str, str],
     jdbc, jdbc_env = jdbc_argv(world, sb, tmp_path)
     go = tmp_path / "go"
     recipes: dict[str, tuple[list[str], dict[str, str]]] = {
-        "psycopg_pool + pgiam.password": ([*py, "psycopg_pool", SQL, str(go), form(world, "sandbox", "libpq"), "", "sandbox"], {}),
+        "psycopg_pool + pgiam.password": ([*py, "psycopg_pool", SQL, str(go), "service=sandbox", "", "sandbox"], {}),
         "psycopg_pool, ~/.pgpass": ([*py, "psycopg_pool_pgpass", SQL, str(go), "service=sandbox"], {}),
         "SQLAlchemy+psycopg, ?service=": ([*py, "sqlalchemy", SQL, str(go), "postgresql+psycopg://?service=sandbox"], {}),
         "SQLAlchemy do_connect + pgiam.password": (

@@ -21,6 +21,9 @@ def test_up_connect_down_and_up_again_after_a_crash(tmp_path: Path) -> None:
     try:
         up = w.pgiam("sandbox", "up")
         assert "psql service=sandbox" in up.stdout
+        # Issue 21: one short line points other clients to the README, instead of the long hostaddr warning.
+        assert "`pgiam url sandbox --for CLIENT` and the README's Clients section" in up.stdout
+        assert "hostaddr" not in up.stdout + up.stderr and "pgJDBC" not in up.stdout + up.stderr
         assert w.psql("sandbox").stdout.strip() == "pgiam_sandbox"
         status = dict(ln.split(": ", 1) for ln in w.pgiam("sandbox", "status").stdout.splitlines())
         assert status["running"] == "True"
