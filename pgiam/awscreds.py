@@ -282,3 +282,33 @@ def profiles(session: Session) -> dict[str, dict[str, Any]]:
     except Exception:  # noqa: BLE001 - an unparsable file is reported by the resolution itself
         return {}
     return raw if isinstance(raw, dict) else {}
+
+
+def timer_gap(profile: str | None, method: str | None, env: dict[str, str]) -> tuple[str, str] | None:
+    """Why a timer, cron or another shell could not sign as this command just did: (what, the fix), or None.
+
+    Keys in this shell's AWS_ACCESS_KEY_ID (botocore's `env` provider), or a role profile whose
+    `credential_source = Environment` takes its source keys from there (AWS CLI user guide,
+    "Using IAM roles": credential_source)."""
+    if method == "env" or (method is None and not profile and env.get("AWS_ACCESS_KEY_ID")):
+        return ("keys from AWS_ACCESS_KEY_ID",
+                "put the keys in a profile (`aws configure --profile NAME`, or use SSO: `aws configure sso`)")
+    if not profile:
+        return None
+    import botocore.session
+
+    try:
+        every: Any = botocore.session.Session().full_config.get("profiles", {})
+    except Exception:  # noqa: BLE001 - an unparsable file is reported by the resolution itself
+        return None
+    name: Any = profile
+    seen: set[str] = set()
+    while isinstance(name, str) and name not in seen and isinstance(every, dict):
+        seen.add(name)
+        p = every.get(name) or {}
+        if str(p.get("credential_source", "")).lower() == "environment":
+            return (f"profile {name}, whose `credential_source = Environment` takes the keys of this shell",
+                    f"give [profile {name}] a `source_profile` with keys of its own (`aws configure --profile NAME`, "
+                    "or SSO: `aws configure sso`) instead of `credential_source = Environment`")
+        name = p.get("source_profile")
+    return None

@@ -192,7 +192,8 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
         if n in minted:
             m = minted[n]
             states[n] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at,
-                                     profile=getattr(m, "profile", svc.profile))  # the profile that signed
+                                     profile=getattr(m, "profile", svc.profile),  # the profile that signed
+                                     source=getattr(m, "source", None))  # or the container, environment...
             result.outcomes.append(Outcome(n, "renewed", m.expires_at))
         elif n in failures:
             err = failures[n]

@@ -54,7 +54,8 @@ class ServiceStatus:
     hint: str | None
     error_code: int | None
     failed_at: float | None
-    signed_by: str | None  # the profile the last token was signed with (None: botocore's default chain)
+    signed_by: str | None  # the profile that signed the last token, or the source botocore names when no
+    # profile did (environment, container, web-identity, instance); None: no token record
 
     def to_json(self) -> JSON:
         return service_fields(self.service) | {

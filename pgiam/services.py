@@ -174,7 +174,8 @@ def add_all(paths: Paths, svcs: list[tuple[Service, bool]], now: float, mint: Mi
             m = minted.get(svc.name)
             if m:
                 states[svc.name] = ServiceState(store.key_str(svc), m.minted_at, m.expires_at, 
-                                                 profile=getattr(m, "profile", svc.profile))
+                                                 profile=getattr(m, "profile", svc.profile),
+                                                 source=getattr(m, "source", None))
                 result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
             else:
                 states.pop(svc.name, None)

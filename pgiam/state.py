@@ -23,6 +23,7 @@ class ServiceState:
     code: int | None = None  # the exit code of the last failure
     failures: int = 0  # consecutive failed refreshes, for the retry backoff
     profile: str | None = None  # the AWS profile that signed (None: botocore's default chain)
+    source: str | None = None  # a source that is not a profile: environment, container, web-identity, instance
 
 
 _FIELDS = {f.name for f in fields(ServiceState)}
@@ -56,7 +57,7 @@ def _txt(v: object) -> bool:
 
 def _well_typed(s: ServiceState) -> bool:
     return (isinstance(s.key, str) and _num(s.minted) and _num(s.expires) and _num(s.failed_at)
-            and _txt(s.error) and _txt(s.hint) and _txt(s.profile) and _num(s.code)
+            and _txt(s.error) and _txt(s.hint) and _txt(s.profile) and _txt(s.source) and _num(s.code)
             and isinstance(s.failures, int) and not isinstance(s.failures, bool))
 
 

@@ -37,7 +37,7 @@ def report(paths: Paths, now: float, names: Iterable[str] | None = None) -> Stat
             expires=expires, seconds_left=seconds_left(expires, now),
             error=st.error if st else None, hint=st.hint if st else None,
             error_code=st.code if st else None, failed_at=st.failed_at if st else None,
-            signed_by=st.profile if st else None,
+            signed_by=(st.profile or st.source) if st else None,  # a profile, or botocore's name of the source
         ))
     return StatusReport(tuple(rows))
 

@@ -90,3 +90,17 @@ def left(expires: float | None, now: float) -> str:
 
 def clock(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def warn_timer_gap(out: Out, names: list[str], profile: str | None, method: str | None, again: str) -> None:
+    """Warn when the credentials that signed (or would sign) `names` are ones a timer will not have;
+    `again` is the command that redoes it with a profile."""
+    from pgiam import awscreds
+
+    gap = awscreds.timer_gap(profile, method, dict(os.environ))
+    if gap is None:
+        return
+    what, fix = gap
+    out.note(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} signed with {what}: timers, cron and other "
+             "shells do not have them, so their refreshes will fail")
+    print(f"hint: {fix}, then `{again}`", file=out.stderr)

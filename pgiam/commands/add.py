@@ -7,7 +7,7 @@ import dataclasses
 import os
 import time
 
-from pgiam.commands._common import Out, Subparsers, command
+from pgiam.commands._common import Out, Subparsers, command, warn_timer_gap
 from pgiam.config import Service
 from pgiam.errors import ExitCode
 from pgiam.paths import Paths
@@ -60,13 +60,8 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
                           mint=None if args.no_refresh else mint, replace=args.replace)
     for n in notices + result.notices:
         out.note(n)
-    env_keys = signed[0].method == "env" if signed else (
-        not (svc.profile or current.defaults.profile) and bool(os.environ.get("AWS_ACCESS_KEY_ID")))
-    if env_keys:
-        out.note(f"{svc.name} is signed with keys from AWS_ACCESS_KEY_ID: timers, cron and other shells do not "
-                 "have them, so their refreshes will fail")
-        print(f"hint: put the keys in a profile (`aws configure --profile NAME`, or use SSO: `aws configure sso`), "
-              f"then `pgiam add {svc.name} --replace --profile NAME ...`", file=out.stderr)
+    warn_timer_gap(out, [svc.name], svc.profile or current.defaults.profile, signed[0].method if signed else None,
+                   f"pgiam add {svc.name} --replace --profile NAME ...")
     via = f" via {svc.via}" if svc.via else ""
     out.print(f"added {svc.name}: {svc.user}@{svc.host}:{svc.port}{via}, sslmode=verify-full")
     if args.no_refresh:

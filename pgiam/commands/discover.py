@@ -7,7 +7,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING
 
-from pgiam.commands._common import Out, Subparsers, command
+from pgiam.commands._common import Out, Subparsers, command, warn_timer_gap
 from pgiam.errors import ExitCode, UsageError
 from pgiam.paths import Paths
 
@@ -34,6 +34,7 @@ examples:
 def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     from pgiam import config as cfg
     from pgiam import discover, token
+    from pgiam.config import Service
 
     if not args.add and (args.user or args.dbname or args.replace):
         raise UsageError("--user, --dbname and --replace go with --add", "add --add to create the services")
@@ -54,7 +55,13 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     notices: list[str] = []
     if args.add:
         minter = token.Minter(retry="run the same `pgiam discover ... --add` again")
-        svcs = discover.add_endpoints(paths, report, args.user, args.dbname, args.replace, time.time(), minter, notices,
+        signed: dict[str | None, token.Minted] = {}  # the profile of each added service, and what signed for it
+
+        def mint(s: Service) -> token.Minted:
+            signed[s.profile] = m = minter(s)
+            return m
+
+        svcs = discover.add_endpoints(paths, report, args.user, args.dbname, args.replace, time.time(), mint, notices,
                                       again=rerun_with_replace(args))
         report = dataclasses.replace(report, added=tuple(s.name for s in svcs))
     if args.json:
@@ -67,6 +74,9 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         print(f"hint: {hint}", file=out.stderr)
     for n in notices:
         out.note(n)
+    for profile, m in signed.items() if args.add else ():
+        warn_timer_gap(out, [s.name for s in svcs if s.profile == profile], profile, m.method,
+                       "pgiam discover ... --add --replace --profile NAME")
     if report.added and not args.json:
         out.print(f"added {len(report.added)} service(s): {', '.join(report.added)}",
                   f"connect with: psql service={report.added[0]}")

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         out.print("no services yet: add one with `pgiam add NAME --host HOST --user USER`")
     for r in report.services:
         s = r.service
-        line = f"{s.name}\t{s.user}@{s.host}:{s.port}\tprofile {s.profile or r.signed_by or 'default'}\t"
+        line = f"{s.name}\t{s.user}@{s.host}:{s.port}\t{_signer(s.profile, r.signed_by)}\t"
         if r.token in ("missing", "invalid"):
             line += f"{r.token}: {r.reason}"
         else:
@@ -53,3 +53,12 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             line += f"\tlast error: {r.error}"
         out.print(line)
     return ExitCode.OK
+
+
+def _signer(profile: str | None, signed_by: str | None) -> str:
+    """`profile NAME`, or the credential source as botocore names it (`container credentials`)."""
+    from pgiam.awserrors import NON_PROFILE_SOURCES
+
+    if not profile and signed_by in NON_PROFILE_SOURCES.values():
+        return f"{signed_by} credentials"
+    return f"profile {profile or signed_by or 'default'}"

@@ -132,3 +132,137 @@ def test_doctor_online_stops_a_helper_that_hangs(home: Path, run_cli, ca_file: P
     assert time.monotonic() - start < 30
     ident = {c["id"]: c for c in json.loads(out)["services"][0]["checks"]}["online.identity"]
     assert ident["status"] == "FAIL" and "did not finish within 1 s" in ident["message"], ident
+
+
+# ---------------------------------------------------------------- issue 24 item 1: the MFA hint works as written
+
+
+def test_the_mfa_hint_runs_as_printed_with_the_aws_cli_and_then_refresh_works(tmp_path: Path, sts: CountingProxy) -> None:
+    """Issue 24 (item 1): for a region-less MFA role, the hint's command, run exactly as printed by the real
+    AWS CLI in a terminal (no AWS_DEFAULT_REGION), caches the role, and the next `pgiam refresh` succeeds."""
+    import re
+    import shlex
+
+    from tests.e2e.test_credentials import MFA_CODE, run_in_pty
+    from tests.tools import require_tool
+
+    require_tool("aws", "awscli")
+    w = aws_world(tmp_path, sts.url)
+    add(w, "prod", "--profile", "mfarole", "--no-refresh")  # the service's region comes from the host
+    p = w.pgiam("refresh", "prod", check=False)
+    assert p.returncode == 4, p.stderr
+    m = re.search(r"run `(aws sts get-caller-identity [^`]*)`", p.stderr)
+    assert m is not None, p.stderr
+    assert m.group(1) == "aws sts get-caller-identity --profile mfarole --region us-west-2"
+    assert m.group(1) in notice(w)  # the prompt notice says the same
+    assert "AWS_DEFAULT_REGION" not in w.env and "AWS_REGION" not in w.env
+    code, out = run_in_pty(w, shlex.split(m.group(1)), MFA_CODE)
+    assert code == 0, out
+    assert sts.count() == 1
+    assert w.pgiam("refresh", "prod").returncode == 0
+    assert sts.count() == 1, sts.actions  # the role the CLI cached served pgiam
+
+
+# ---------------------------------------------------------------- issue 24 item 2: container credentials
+
+
+def _container_endpoint(status: int = 200) -> tuple[object, str]:
+    """A loopback ECS/EKS container credentials endpoint (botocore allows loopback FULL_URIs)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    body = json.dumps({"AccessKeyId": "ASIAPGIAMCONTAINER01", "SecretAccessKey": "containerSecret/ExampleOnly0123456789ab",
+                       "Token": "container-session-token", "Expiration": later}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/creds"
+
+
+def test_container_credentials_are_named_as_the_container_in_status_json(tmp_path: Path) -> None:
+    """Issue 24 (item 2): a token signed with AWS_CONTAINER_CREDENTIALS_FULL_URI says `signed_by: container`,
+    not "default"."""
+    from tests.e2e.test_credentials import closed_port  # noqa: F401 - same module family
+
+    srv, url = _container_endpoint()
+    try:
+        w = aws_world(tmp_path)
+        w.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = url
+        add(w, "k2")
+        st = json.loads(w.pgiam("status", "--json").stdout)["services"][0]
+        assert st["signed_by"] == "container", st
+        assert "container" in w.pgiam("status").stdout
+    finally:
+        srv.shutdown()  # type: ignore[attr-defined]
+
+
+def test_an_unreachable_container_endpoint_is_network_named_as_the_container(tmp_path: Path) -> None:
+    """Issue 24 (item 2): exit 8 (not 4), the message names the container credentials (not "profile default"),
+    no `--profile default` hint, and `pgiam run` says the service name once."""
+    from tests.e2e.test_credentials import closed_port
+
+    w = aws_world(tmp_path)
+    w.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = f"http://127.0.0.1:{closed_port()}/creds"
+    add(w, "k2", "--no-refresh")
+    p = w.pgiam("refresh", "k2", check=False)
+    assert p.returncode == 8, p.stderr
+    assert "could not get AWS credentials for the container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)" in p.stderr
+    assert "profile default" not in p.stderr and "--profile default" not in p.stderr
+    assert "check the network" in p.stderr
+    r = w.pgiam("run", "--once", check=False)
+    assert r.returncode == 8, r.stderr
+    assert "pgiam: k2: could not get AWS credentials for the container credentials" in r.stderr, r.stderr
+    assert "k2: k2:" not in r.stderr
+
+
+# ---------------------------------------------------------------- issue 24 item 3: sources a timer will not have
+
+
+def test_add_warns_about_credential_source_environment(tmp_path: Path, sts: CountingProxy) -> None:
+    """Issue 24 (item 3): a role profile with `credential_source = Environment` signs at add (keys in this
+    shell), but a timer has no such keys: add warns, naming the profile and the fix."""
+    w = aws_world(tmp_path, sts.url)
+    with (w.home / ".aws" / "config").open("a") as f:
+        f.write("\n[profile envrole]\nrole_arn = arn:aws:iam::123456789012:role/db\ncredential_source = Environment\n"
+                "region = us-west-2\n")
+    env = dict(w.env, AWS_ACCESS_KEY_ID="AKIAPGIAMENVIRONMENT", AWS_SECRET_ACCESS_KEY="envSecret/ExampleOnly0123456789abcdefgh")
+    p = add(w, "prod", "--profile", "envrole", env=env)
+    assert "credential_source = Environment" in p.stderr and "timers" in p.stderr, p.stderr
+    assert "profile envrole" in p.stderr
+    quiet = add(w, "other", "--profile", "dbrole")
+    assert "timers" not in quiet.stderr, quiet.stderr
+
+
+def test_discover_add_warns_about_keys_only_in_the_environment(tmp_path: Path, moto_url: str) -> None:
+    """Issue 24 (item 3): `discover --add` with keys only in AWS_ACCESS_KEY_ID warns, as `add` does."""
+    import boto3
+
+    from tests.awsfake import DUMMY_KEY_ID, DUMMY_SECRET, env_for, reset
+
+    reset(moto_url)
+    rds = boto3.client("rds", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id=DUMMY_KEY_ID,
+                       aws_secret_access_key=DUMMY_SECRET)
+    rds.create_db_instance(DBInstanceIdentifier="pg-iam", Engine="postgres", DBInstanceClass="db.t3.micro",
+                           AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="password123",
+                           EnableIAMDatabaseAuthentication=True)
+    w = aws_world(tmp_path)
+    env = dict(w.env, **env_for(moto_url))
+    bundle = w.home / ".local" / "share" / "pgiam" / "certs"
+    bundle.mkdir(parents=True)
+    (bundle / "rds-aws.pem").write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")  # no download
+    p = w.pgiam("discover", "--region", "us-east-1", "--add", "--user", "alice", env=env, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "AWS_ACCESS_KEY_ID" in p.stderr and "timers" in p.stderr, p.stderr
+    assert "aws configure --profile NAME" in p.stderr

@@ -262,6 +262,23 @@ def test_an_api_the_caller_may_not_use_is_a_warning(stand: StandIn, home: Path) 
     assert "pgiam: warning: us-east-1: rds:DescribeDBProxies: not allowed (AccessDenied)" in p.stderr
 
 
+def test_a_region_without_dsql_is_skipped_quietly(stand: StandIn, home: Path) -> None:
+    """Issue 19 (repro 5): where Aurora DSQL is not offered its endpoint name does not resolve; when RDS
+    answered in that region, that is "no DSQL here": no warning, exit 0 (it was a warning and exit 1)."""
+    aws(stand, "rds").create_db_instance(DBInstanceIdentifier="pg-iam", Engine="postgres", DBInstanceClass="db.t3.micro",
+                                         MasterUsername="m", MasterUserPassword="password123", AllocatedStorage=20,
+                                         EnableIAMDatabaseAuthentication=True)
+    p = pgiam(home, stand, "discover", "--region", "eu-north-1", "--region", "us-east-1", "--json",
+              AWS_ENDPOINT_URL_DSQL="http://dsql.pgiam.invalid")
+    assert p.returncode == ExitCode.OK, p.stderr
+    assert set(rows(p)) == {"pg-iam"} and json.loads(p.stdout)["warnings"] == []
+    assert "warning" not in p.stderr
+    # The same name failure where RDS did not answer either is the network's, not "no DSQL": exit 8.
+    p = pgiam(home, stand, "discover", "--region", "us-east-1", AWS_ENDPOINT_URL="http://aws.pgiam.invalid")
+    assert p.returncode == ExitCode.NETWORK, p.stderr
+    assert "cannot reach" in p.stderr and "check the network" in p.stderr
+
+
 def test_several_regions_and_profiles_at_once(stand: StandIn, home: Path) -> None:
     make_account(stand, "us-east-1")
     make_account(stand, "us-east-2")
