@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
 
 from pgiam.commands._common import Out, Subparsers, command, warn_timer_gap
