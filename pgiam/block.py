@@ -70,7 +70,8 @@ def split(text: str, begin_line: str, end_line: str, what: str = "the file") -> 
             raise Damaged(what, text.count("\n", 0, begin[0]) + 1, end_line)
         if block is None:
             # Every line between the markers ends with "\n"; "\r\n" endings lose their "\r" too.
-            block = [ln.rstrip("\r") for ln in text[begin[1] : end[0]].split("\n")[:-1]]
+            inner = text[begin[1] : end[0]].split("\n")[:-1]
+            block = [ln.rstrip("\r") for ln in inner] if "\r" in text else inner
         pos = end[1]
     foreign.append(text[pos:])
     return Split(block, "".join(foreign))
@@ -118,4 +119,4 @@ def join(block_lines: list[str], foreign: str, begin_line: str, end_line: str) -
     """Put pgiam's block (if it has lines) on top of the foreign text."""
     if not block_lines:
         return foreign
-    return "\n".join([begin_line, "\n".join(block_lines), end_line, foreign])
+    return "\n".join([begin_line, *block_lines, end_line, foreign])  # one join: no second copy of a large block

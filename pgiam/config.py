@@ -50,7 +50,7 @@ SERVICE_KEYS = {
 DEFAULT_KEYS = {"region", "profile", "renewal_margin"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Via:
     """Where libpq dials instead of the endpoint: a numeric address and a local port."""
 
@@ -61,7 +61,7 @@ class Via:
         return f"[{self.addr}]:{self.port}" if ":" in self.addr else f"{self.addr}:{self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 10,000 services take a third of the memory (issue 25)
 class Service:
     name: str
     host: str

@@ -107,8 +107,13 @@ def merge(text: str, entries: Iterable[Entry], drop_foreign: Iterable[str] = ())
         for sec in reversed(_sections(foreign)):
             if sec.name in drop:
                 foreign = foreign[: sec.start] + foreign[sec.end :]
-    # One string per section, not one per line: 10,000 services stay a few megabytes (issue 25).
-    sections = ["\n".join(render_section(entry)) for entry in entries]
-    if sections and _needs_guard(foreign):
-        sections.append("\n".join(GUARD_LINES))
-    return block.join(["\n\n".join(sections)] if sections else [], foreign, BEGIN_LINE, END_LINE)
+    # One string per section (a blank line between them), not one per line: 10,000 services stay a few
+    # megabytes (issue 25).
+    lines: list[str] = []
+    for entry in entries:
+        if lines:
+            lines.append("")
+        lines.append("\n".join(render_section(entry)))
+    if lines and _needs_guard(foreign):
+        lines += ["", "\n".join(GUARD_LINES)]
+    return block.join(lines, foreign, BEGIN_LINE, END_LINE)

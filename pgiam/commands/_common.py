@@ -37,8 +37,9 @@ class Out:
             stream.flush()
 
     def print(self, *lines: str) -> None:
-        for line in lines:
-            print(line, file=self.stdout)
+        """Each line, newline-terminated, in one write (10,000 services are one call, not 10,000)."""
+        if lines:
+            self.stdout.write("".join(f"{line}\n" for line in lines))
 
     def note(self, line: str) -> None:
         print(f"pgiam: {line}", file=self.stderr)

@@ -29,8 +29,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     elif not report.services:
         out.print("no services yet: add one with `pgiam add NAME --host HOST --user USER`")
     else:
-        for s in report.services:
-            via = f" via {s.via}" if s.via else ""
-            db = f" db={s.dbname}" if s.dbname else ""
-            out.print(f"{s.name}\t{s.user}@{s.host}:{s.port}{via}{db} ({s.region}, profile {s.profile or 'default'})")
+        out.print(*(f"{s.name}\t{s.user}@{s.host}:{s.port}{f' via {s.via}' if s.via else ''}"
+                    f"{f' db={s.dbname}' if s.dbname else ''} ({s.region}, profile {s.profile or 'default'})"
+                    for s in report.services))
     return ExitCode.OK

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         return ExitCode.OK
     if not report.services:
         out.print("no services yet: add one with `pgiam add NAME --host HOST --user USER`")
+    lines = []
     for r in report.services:
         s = r.service
         line = f"{s.name}\t{s.user}@{s.host}:{s.port}\t{_signer(s.profile, r.signed_by)}\t"
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
             line += f"expires {clock(r.expires)} ({left(r.expires, now)})"
         if r.error:
             line += f"\tlast error: {r.error}"
-        out.print(line)
+        lines.append(line)
+    out.print(*lines)  # one write
     return ExitCode.OK
 
 

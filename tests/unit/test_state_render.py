@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,8 +24,8 @@ def test_the_rows_read_back_exactly(states: dict[str, ServiceState]) -> None:
     as the same rows, and each row is exactly what json would write for it alone."""
     data = render_state(states)
     assert parse_state(data) == states
-    assert json.loads(data) == {"version": 1, "services": {n: vars(s) for n, s in states.items()}}
-    rows = [vars(s) for s in states.values()]
+    assert json.loads(data) == {"version": 1, "services": {n: asdict(s) for n, s in states.items()}}
+    rows = [asdict(s) for s in states.values()]
     assert _encode_rows(rows) == [json.dumps(r, sort_keys=True) for r in rows]
 
 
