@@ -3,6 +3,12 @@
 
     python3 benchmarks/scale.py [--sizes 100,1000,10000] [--runs N] [--against LABEL=DIR ...]
 
+    # side by side with 0.1.0 and with 0.2.0 before issue 25 (each only needs its pgiam/ directory):
+    mkdir -p /tmp/pgiam-0.1.0 /tmp/pgiam-before-25
+    git archive 9b68f06^ pgiam | tar -x -C /tmp/pgiam-0.1.0
+    git archive 74d334d pgiam | tar -x -C /tmp/pgiam-before-25
+    python3 benchmarks/scale.py --against before=/tmp/pgiam-before-25 --against 0.1.0=/tmp/pgiam-0.1.0
+
 For each size, a throwaway HOME gets a config.toml of that many services (written directly, as
 `pgiam add --host db{i}.cluster-abc.us-east-1.rds.amazonaws.com --user app --dbname app` writes them)
 and one full `pgiam refresh` (dummy static AWS keys: tokens are signed locally, nothing reaches AWS).
