@@ -735,9 +735,7 @@ def backdate(world: World, monkeypatch: pytest.MonkeyPatch, names: list[str], ag
 
         past = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=age)
         m.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: past)
-        token._SESSIONS.clear()
         res = refresh.refresh(Paths.from_env(), time.time(), token.mint, names)
-        token._SESSIONS.clear()
     assert [o.status for o in res.outcomes] == ["renewed"] * len(names), res
 
 
