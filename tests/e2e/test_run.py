@@ -459,28 +459,53 @@ def until(what: str, check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.2)
 
 
-def test_probes_and_metrics_during_a_run_with_a_failing_source_and_an_expiring_token(tmp_path: Path) -> None:
+def age_token(env: dict[str, str], name: str, seconds: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write `name`'s token as signed `seconds` ago, with pgiam's own refresh and botocore's clock moved back."""
+    import datetime
+
+    import botocore.auth
+
+    from pgiam import refresh, token
+    from pgiam.paths import Paths
+
+    with monkeypatch.context() as m:
+        for k in [k for k in os.environ if k.startswith(("AWS_", "PG"))]:
+            m.delenv(k)
+        for k, v in env.items():
+            m.setenv(k, v)
+        past = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=seconds)
+        m.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: past)
+        res = refresh.refresh(Paths.from_env(), time.time(), token.mint, [name])
+    assert [o.status for o in res.outcomes] == ["renewed"], res.outcomes
+
+
+def test_probes_and_metrics_during_a_run_with_a_failing_source_and_an_expiring_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 23's done-when: /startup, /liveness, /readiness and /metrics scraped during a real `pgiam run
-    --http`: a credential source that fails (credential_process toggled by a file) is counted by class and
-    named by the probes; a token whose credentials run out without renewal turns readiness 503; keys that
-    never expire have no credentials gauge; no secret in any answer or in the log."""
+    --http`. Three services: `steady` (keys that never expire: no credentials gauge), `flaky` (two-minute
+    credentials from a credential_process that fails until a file is removed: no token, /startup 503, then
+    SIGHUP and a token), `old` (a token signed 850 s ago, 50 s left, whose source keeps failing: the token
+    runs out unrenewed and /readiness names it). Failed mints are counted by class; no secret in any
+    answer or in the log."""
     from tests.conftest import ACCESS_KEY, SECRET_KEY
 
-    life = 75  # the flaky profile's credentials: renewal due half-way (about 30-37 s after the mint)
-    aws = credential_profiles(tmp_path, {"steady": None, "flaky": life}, ACCESS_KEY, SECRET_KEY)
+    life = 600
+    aws = credential_profiles(tmp_path, {"steady": None, "flaky": life, "old": None}, ACCESS_KEY, SECRET_KEY)
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
     cfg = tmp_path / "config.toml"
     cfg.write_text("".join(f'[services.{n}]\nhost = "{n}.cluster-abc.us-west-2.rds.amazonaws.com"\nuser = "app"\n'
-                           f'profile = "{n}"\nsslrootcert = "{ca}"\n\n' for n in ("steady", "flaky")))
+                           f'profile = "{n}"\nsslrootcert = "{ca}"\n\n' for n in ("steady", "flaky", "old")))
     shared = tmp_path / "shared"
     shared.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
     env.update(PGIAM_CONFIG=str(cfg), PGIAM_STATE_DIR=str(shared), PGPASSFILE=str(shared / "pgpass"),
                PGSERVICEFILE=str(shared / "pg_service.conf"), AWS_CONFIG_FILE=str(aws),
                AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true")
+    age_token(env, "old", 850, monkeypatch)  # a token made to expire: 50 s left
+    (tmp_path / "old" / "fail").touch()  # ... and its source down for good
     fail = tmp_path / "flaky" / "fail"
-    fail.touch()  # the flaky source is down from the start
+    fail.touch()  # the flaky source is down at the start
     proc = subprocess.Popen([sys.executable, "-m", "pgiam", "run", "--http", "127.0.0.1:0"], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = Log(proc)
@@ -497,44 +522,38 @@ def test_probes_and_metrics_during_a_run_with_a_failing_source_and_an_expiring_t
 
         until("the first pass", lambda: (metric(get("/metrics")[1], "pgiam_passes_total") or 0) >= 1, 60)
         assert get("/startup") == (503, "starting: no token yet for flaky\n")
-        assert get("/readiness") == (503, "not ready: flaky (no token)\n")
+        code, body = get("/readiness")
+        assert code == 503 and body.startswith("not ready: flaky (no token), old (token valid for ")
+        assert body.endswith(" s; renewal failing, auth)\n") and "steady" not in body
         assert get("/liveness") == (200, "alive\n")
         page = get("/metrics")[1]
         assert metric(page, "pgiam_mints_total", service="flaky", result="auth") == 1
         assert metric(page, "pgiam_mints_total", service="flaky", result="ok") == 0
+        assert metric(page, "pgiam_mints_total", service="old", result="auth") == 1
         assert metric(page, "pgiam_mints_total", service="steady", result="ok") == 1
         assert 800 < (metric(page, "pgiam_token_seconds_left", service="steady") or 0) <= 900
+        assert 0 < (metric(page, "pgiam_token_seconds_left", service="old") or 0) <= 50
         assert metric(page, "pgiam_token_seconds_left", service="flaky") is None
         assert metric(page, "pgiam_credentials_seconds_left", service="steady") is None  # keys that never expire
-        assert metric(page, "pgiam_credentials_seconds_left", service="flaky") is None
+        assert metric(page, "pgiam_credentials_seconds_left", service="flaky") is None  # nothing minted yet
         assert metric(page, "pgiam_ready") == 0
 
-        # The source comes back; SIGHUP makes the loop try at once (a missing token is not held by the backoff).
+        # The flaky source comes back; SIGHUP makes the loop try at once (a missing token is not held by the backoff).
         fail.unlink()
         proc.send_signal(signal.SIGHUP)
         until("/startup 200", lambda: get("/startup")[0] == 200, 60)
-        assert get("/readiness") == (200, "ready\n")
+        code, body = get("/readiness")
+        assert code == 503 and body.startswith("not ready: old (token ") and "flaky" not in body
         page = get("/metrics")[1]
         assert metric(page, "pgiam_mints_total", service="flaky", result="ok") == 1
         assert metric(page, "pgiam_mints_total", service="flaky", result="auth") == 1
-        assert 40 < (metric(page, "pgiam_credentials_seconds_left", service="flaky") or 0) <= life
-        assert 40 < (metric(page, "pgiam_token_seconds_left", service="flaky") or 0) <= life  # the credentials end it
+        assert metric(page, "pgiam_mints_total", service="old", result="auth") == 1  # backing off, not retried at once
+        assert life - 60 < (metric(page, "pgiam_credentials_seconds_left", service="flaky") or 0) <= life
+        assert life - 60 < (metric(page, "pgiam_token_seconds_left", service="flaky") or 0) <= life  # the credentials end it
         assert metric(page, "pgiam_credentials_seconds_left", service="steady") is None
         assert (metric(page, "pgiam_last_success_timestamp_seconds", service="flaky") or 0) > time.time() - 60
-        assert metric(page, "pgiam_ready") == 1
-
-        # The source fails again: the token runs out unrenewed; readiness names it and why, the failed
-        # renewal is counted, liveness stays 200 (the loop is fine) and /startup stays 200.
-        fail.touch()
-        until("readiness naming the failing renewal",
-              lambda: "renewal failing, auth" in get("/readiness")[1], life)
-        code, body = get("/readiness")
-        assert code == 503 and body.startswith("not ready: flaky (token valid for ") and "steady" not in body
-        page = get("/metrics")[1]
-        assert metric(page, "pgiam_mints_total", service="flaky", result="auth") == 2
-        assert (metric(page, "pgiam_token_seconds_left", service="flaky") or 99) < 60
-        assert get("/liveness") == (200, "alive\n") and get("/startup")[0] == 200
-        assert get("/nothing")[0] == 404
+        assert metric(page, "pgiam_last_success_timestamp_seconds", service="old") is None
+        assert get("/liveness") == (200, "alive\n") and get("/nothing")[0] == 404
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
