@@ -29,7 +29,7 @@ from pgiam import pgbouncer, pgpass
 from pgiam.errors import ConfigError
 from tests.e2e.conftest import World
 from tests.e2e.test_psql import info, sandbox_env, sandbox_keys
-from tests.e2e.test_run import Log
+from tests.e2e.test_run import Log, age_token
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
@@ -315,12 +315,14 @@ def pgbench(b: Bouncer, script: Path, seconds: int) -> subprocess.CompletedProce
 
 
 def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transaction(
-        world: World, bouncer: Bouncer, tmp_path: Path) -> None:
+        world: World, bouncer: Bouncer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 23: pgbench opens a new connection per transaction through Debian's pgbouncer (every client
-    connection a new server login: server_lifetime = 0) while `pgiam run` renews the token every 30 s
-    (credentials living a minute, from a credential_process) and rewrites pgbouncer's auth file; the
-    sandbox's token checker logs the X-Amz-Date of each token it accepts. Across three rotations (four
-    distinct tokens accepted): zero failed or aborted transactions, no failed server login in pgbouncer's log."""
+    connection a new server login: server_lifetime = 0) while `pgiam run` rotates the token underneath and
+    rewrites pgbouncer's auth file; the sandbox's token checker logs the X-Amz-Date of each token it
+    accepts. The first token is 880 s old when the load starts (pgiam run takes over a token about to
+    expire); after it, credentials living a minute (a credential_process) make pgiam run renew every 30 s.
+    Across three rotations (four distinct tokens accepted): zero failed or aborted transactions, no failed
+    server login in pgbouncer's log."""
     from tests.awsfake import credential_profiles
 
     b = bouncer
@@ -333,29 +335,39 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
     script = tmp_path / "select.sql"
     script.write_text("select 1;\n")
     checker_log = Path(info(world)["log_file"])
+    age_token(env, "sandbox", 880, monkeypatch)  # 20 s left
+    (t0,) = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
+    target = pgbouncer.Target(b.userlist, b.pidfile)
+    assert target.sync({"pgiam_sandbox": t0}) and target.reload()
+    start = checker_log.stat().st_size
+    runs = transactions = 0
+
+    def round_of_load() -> None:
+        nonlocal runs, transactions
+        r = pgbench(b, script, 5)
+        runs += 1
+        assert r.returncode == 0, r.stdout + r.stderr + b.log_tail()
+        assert "aborted" not in r.stdout + r.stderr
+        assert "number of failed transactions: 0 " in r.stdout, r.stdout
+        done = int(r.stdout.split("number of transactions actually processed: ", 1)[1].split()[0])
+        assert done > 0, r.stdout
+        transactions += done
+
+    round_of_load()  # on the old token
+    assert len(set(accepted_stamps(checker_log, start, "pgiam_sandbox"))) == 1
     proc = subprocess.Popen([sys.executable, "-m", "pgiam", "run", "--pgbouncer-auth-file", str(b.userlist),
                              "--pgbouncer-pidfile", str(b.pidfile)], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = Log(proc)
     try:
-        log.until("reloaded pid", timeout=60)  # the first token is in pgbouncer's auth file
-        start = checker_log.stat().st_size
         deadline = time.monotonic() + ROTATIONS * 30 + 60
-        runs = transactions = 0
         while len(set(accepted_stamps(checker_log, start, "pgiam_sandbox"))) < ROTATIONS + 1:
             assert time.monotonic() < deadline, (f"{len(set(accepted_stamps(checker_log, start, 'pgiam_sandbox')))} "
                                                  f"distinct tokens only:\n{''.join(log.lines)}")
-            r = pgbench(b, script, 5)
-            runs += 1
-            assert r.returncode == 0, r.stdout + r.stderr + b.log_tail()
-            assert "aborted" not in r.stdout + r.stderr
-            assert "number of failed transactions: 0 " in r.stdout, r.stdout
-            done = int(r.stdout.split("number of transactions actually processed: ", 1)[1].split()[0])
-            assert done > 0, r.stdout
-            transactions += done
+            round_of_load()
         stamps = accepted_stamps(checker_log, start, "pgiam_sandbox")
         assert len(stamps) >= transactions  # every transaction's server login was a checked token
-        assert sum("renewed" in line for line in log.lines) >= ROTATIONS + 1
+        assert sum("renewed" in line for line in log.lines) >= ROTATIONS
         pglog = b.logfile.read_text(errors="replace")
         assert "login failed" not in pglog and "password authentication failed" not in pglog, b.log_tail()
         proc.send_signal(signal.SIGTERM)
@@ -407,7 +419,9 @@ def test_exported_config_starts_pgbouncer_and_logs_in_with_verify_full(world: Wo
         other = Path("/etc/ssl/certs/ca-certificates.crt")
         if not other.exists():
             other = Path(i["aws_credentials_file"])  # any file without the sandbox CA
-        with running_bouncer(ini, "server_login_retry = 0\n", {"server-ca.pem": other.read_bytes()}) as b:
+        # client_login_timeout: the client waits for a server login this long (default 60 s) before it is told
+        with running_bouncer(ini, "server_login_retry = 0\nclient_login_timeout = 3\n",
+                             {"server-ca.pem": other.read_bytes()}) as b:
             r = subprocess.run([sys.executable, "-m", "pgiam", "run", "--once", "--pgbouncer-auth-file", str(b.userlist),
                                 "--pgbouncer-pidfile", str(b.pidfile)], env=env, capture_output=True, text=True,
                                timeout=120, stdin=subprocess.DEVNULL)
