@@ -132,14 +132,19 @@ def deadline(seconds: float = DEADLINE) -> Iterator[None]:
 
     A SIGALRM timer (its handler raises; PEP 475: a system call a handler interrupts by raising
     is not retried). Only the main thread receives signals: elsewhere the block runs with the
-    clients' own timeouts alone (discover's scans bound their threads themselves).
+    clients' own timeouts alone (discover's scans bound their threads themselves). A process that
+    uses SIGALRM itself (an application calling pgiam.password) keeps its alarm: no deadline then.
     """
-    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0 \
+            or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None) \
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
         yield
         return
 
     def expired(signum: int, frame: FrameType | None) -> None:
         raise DeadlinePassed(seconds)
+
+    expired.pgiam_deadline = True  # type: ignore[attr-defined]  # what paused() looks for
 
     old = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -153,7 +158,8 @@ def deadline(seconds: float = DEADLINE) -> Iterator[None]:
 @contextlib.contextmanager
 def paused() -> Iterator[None]:
     """Stop deadline()'s clock for the block (a prompt, a credential helper); a no-op without one."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() \
+            or not getattr(signal.getsignal(signal.SIGALRM), "pgiam_deadline", False):
         yield
         return
     left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
