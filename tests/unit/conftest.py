@@ -16,6 +16,18 @@ SLOW_MODULES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def fresh_directory_registry() -> None:
+    """Each test is a new "process" (as tests/conftest.py's isolated_env does for botocore sessions): every
+    pgiam.paths.Paths registers its directories in pgiam.fileio for the life of the process, and each file
+    operation checks the whole registry. Left to grow over a worker's thousand tests (each with its own tmp
+    HOME), the registry made the unit tier quadratic, and let one test's directories be checked in another."""
+    from pgiam import fileio
+
+    for registry in (fileio._CHECKED, fileio._NOFOLLOW, fileio._HOMES):
+        registry.clear()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE not in Path(item.path).resolve().parents:
