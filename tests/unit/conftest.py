@@ -24,7 +24,7 @@ def fresh_directory_registry() -> None:
     HOME), the registry made the unit tier quadratic, and let one test's directories be checked in another."""
     from pgiam import fileio
 
-    for registry in (fileio._CHECKED, fileio._NOFOLLOW, fileio._HOMES):
+    for registry in (fileio._CHECKED, fileio._NOFOLLOW, fileio._HOMES, fileio._KNOWN):
         registry.clear()
 
 

@@ -34,8 +34,10 @@ def json_status(run_cli) -> dict[str, object]:
 def left_by_down(paths: Paths) -> Path:
     """What `sandbox down` keeps: the private sandbox directory with its keys, CA, credentials and the token
     checker's log; the cluster directory and its record are gone."""
+    from pgiam.fileio import ensure_private_dir
+
     sandbox = paths.sandbox_dir
-    sandbox.mkdir(parents=True, mode=0o700)
+    ensure_private_dir(sandbox)  # as `sandbox up` made it
     for name in ("ca.crt", "ca.key", "aws-credentials", "keys.json", "ldapd.log"):
         (sandbox / name).write_text("x\n")
     return sandbox

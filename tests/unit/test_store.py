@@ -7,7 +7,6 @@ from __future__ import annotations
 import calendar
 import datetime
 import functools
-import os
 from pathlib import Path
 
 import botocore.auth
@@ -247,4 +246,3 @@ def test_commit_without_services_clears_next_due(paths: Paths) -> None:
     write(paths, store.plan_state(paths, empty, {}, T0), empty)
     assert not paths.next_due_file.exists()
     assert parse_state(paths.state_file.read_bytes()) == {}
-    assert os.listdir(paths.state_dir) == ["state.json"]
