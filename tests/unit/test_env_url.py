@@ -209,3 +209,34 @@ def test_scheme_whose_driver_cannot_use_the_url_is_refused(run_cli, home: Path, 
     add(run_cli, odd_ca)
     code, out, err = run_cli("url", "odd", "--scheme", "postgresql+pg8000")
     assert (code, out) == (ExitCode.USAGE, "") and "--for" in err
+
+
+def test_url_for_a_service_on_the_systems_roots(run_cli, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sslrootcert=system (RDS Proxy, libpq 16+): the clients that read it as a file name get the system's
+    roots their own way (node: no ssl.ca; asyncpg: an SSLContext), pgJDBC is refused with the fix (issue 21)."""
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", "16.4")
+    code, _, err = run_cli("add", "px", "--host", "app.proxy-abc123.us-west-2.rds.amazonaws.com", "--user", "alice",
+                           "--no-refresh")
+    assert code == ExitCode.OK, err
+    code, out, err = run_cli("url", "px", "--for", "node-postgres")
+    assert code == ExitCode.OK and json.loads(out)["sslrootcert"] is None
+    code, out, err = run_cli("url", "px", "--for", "asyncpg")
+    assert code == ExitCode.OK and out.strip().endswith("?sslmode=verify-full") and "ssl.create_default_context()" in err
+    code, out, err = run_cli("url", "px", "--for", "sqlalchemy+asyncpg")
+    assert code == ExitCode.OK and 'connect_args={"ssl": ssl.create_default_context()}' in err
+    code, out, err = run_cli("url", "px", "--for", "jdbc")
+    assert (code, out) == (ExitCode.USAGE, "") and "sslrootcert=system" in err and "--sslrootcert FILE" in err
+    code, out, err = run_cli("url", "px")
+    assert code == ExitCode.OK and "sslrootcert=system" in out
+
+
+@pytest.mark.parametrize("client", ["asyncpg", "sqlalchemy+asyncpg", "node-postgres", "jdbc"])
+def test_url_for_a_client_without_require_auth_says_so(run_cli, home: Path, odd_ca: Path, client: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """require_auth=password (libpq 16+) has no equivalent in these clients: the form leaves it out and
+    stderr says the token goes to whatever authentication the server asks for (issue 21)."""
+    monkeypatch.setenv("PGIAM_LIBPQ_VERSION", "16.4")
+    add(run_cli, odd_ca, "--require-auth")
+    code, out, err = run_cli("url", "odd", "--for", client)
+    assert code == ExitCode.OK and "require_auth" not in out
+    assert "has no require_auth: it sends the token to whatever authentication the server asks for" in err
