@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pgiam import store, tokeninfo
+from pgiam import scrub, store, tokeninfo
 from pgiam.errors import ExitCode
 
 _OPENS: list[Counter[str]] = []
@@ -82,3 +84,21 @@ def test_refresh_name_and_status_name_decode_only_their_token(run_cli, three: No
         decoded.clear()
         assert run_cli(*argv)[0] == ExitCode.OK
         assert decoded == expected, argv
+
+
+_PIECES = st.sampled_from(["AKIA", "ASIA", "ABCDEFGHIJKLMNOP", "0123456789", "abcdefghij", "+/=", "x-amz-", "X-Amz-Credential=",
+                           "X-AMZ-SIGNATURE=a", "eyJ", "eyJhbGciOiJIUzI1.eyJzdWIiOiIx", " ", "\n", ".", "-", "_", "\"", "é", "K"])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map("".join))
+def test_the_scrubbers_quick_look_never_skips_a_secret(text: str) -> None:
+    """Issue 25: pgiam.scrub skips its patterns only when none of them can match (the patterns scan every
+    position of every line pgiam prints); the result is what all the patterns give."""
+    assert scrub.redact(text) == scrub._redact_all(text)
+
+
+def test_list_output_of_many_services_is_left_as_it_is() -> None:
+    lines = "".join(f"s{i}\tapp@db{i}.cluster-abc.us-east-1.rds.amazonaws.com:5432 db=app (us-east-1, profile default)\n"
+                    for i in range(1000))
+    assert not scrub._may_hold_secret(lines) and scrub.redact(lines) == lines
