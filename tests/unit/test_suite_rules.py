@@ -24,3 +24,17 @@ def test_the_rule_sees_each_spelling() -> None:
                  "@pytest.mark.skip", 'pytest.xfail("x")', "@pytest.mark.xfail"):
         assert SKIPS.search(line), line
     assert not SKIPS.search("skip_or_fail('x', 'y')") and not SKIPS.search("PGIAM_ALLOW_SKIP_E2E")
+
+
+def test_a_unit_test_cannot_start_pgiam_as_a_process() -> None:
+    """tests/unit/conftest.py's guard: `python -m pgiam` (or a `pgiam` executable) is refused in this tier."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    for argv in ([sys.executable, "-m", "pgiam", "--version"], [sys.executable, "-P", "-m", "pgiam", "--version"],
+                 ["/usr/local/bin/pgiam", "--version"]):
+        with pytest.raises(AssertionError, match="started pgiam as a process"):
+            subprocess.run(argv, capture_output=True, timeout=30)
+    assert subprocess.run(["true"], timeout=30).returncode == 0  # other programs run
