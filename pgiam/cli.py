@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
             print("hint: run the command again with --debug and report the traceback", file=out.stderr)
         return int(ExitCode.BUG)
     finally:
-        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError, PgiamError):  # PgiamError: OutputError
             out.flush()  # a last partial line, redacted
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -118,27 +119,29 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
     failures: dict[str, PgiamError] = {}
     seen = _Seen(config, at, snap)
     if due:
+        started, since = time.monotonic(), time.time()
         with minting.slot(paths, wait) as waited:
-            if waited:  # another pgiam minted meanwhile: judge the files again
-                snap = seen.snap = store.reread(paths, snap)
-                due = _due(config, snap, list(due), now, lead)
-            by_key: dict[object, str] = {}
-            for n in due:
-                svc = config.services[n]
-                k = store.key_of(svc)
-                if k in by_key:  # services sharing a line share a token
-                    other = by_key[k]
-                    if other in minted:
-                        minted[n] = minted[other]
-                    elif other in failures:
-                        failures[n] = failures[other]
-                    continue
-                by_key[k] = n
-                try:
-                    minted[n] = mint(svc)
-                except PgiamError as err:
-                    failures[n] = err
-            _write(paths, now, selected, minted, failures, result, wait if minted or not if_needed else 0, seen)
+            if waited:  # another pgiam minted meanwhile: judge the files and the clock again (issue 20)
+                now += time.monotonic() - started
+                seen.current(paths)
+                due = _after_wait(seen.config, seen.snap, due, now, if_needed, since, failures)
+            for _ in range(2):  # a service that changed while it was minted is judged (and minted) again, once
+                ids = _mint(seen.config, due, mint, minted, failures)
+                changed: list[str] = []
+                result.outcomes = []
+                _write(paths, now, selected, minted, failures, result, wait if minted or not if_needed else 0, seen,
+                       ids, changed)
+                if not changed:
+                    break
+                seen.current(paths)
+                margin = seen.config.defaults.renewal_margin
+                for n in changed:
+                    minted.pop(n, None)
+                    failures.pop(n, None)
+                due = {n: v for n in changed if n in seen.config.services
+                       for v in [store.verdict(seen.config.services[n], seen.snap, now, margin)] if v.due}
+                if not due:
+                    break
     elif _plan(paths, now, selected, {}, {}, Result(), seen):  # nothing minted; anything to bring in line?
         with contextlib.suppress(LockedError):  # a busy lock just means someone else is writing
             _write(paths, now, selected, minted, failures, result, 0 if if_needed else wait, seen)
@@ -162,11 +165,72 @@ class _Seen:
         self.snap = store.reread(paths, self.snap)
 
 
+def _mint(config: Config, due: Mapping[str, freshness.Verdict], mint: Minter, minted: dict[str, Minted],
+          failures: dict[str, PgiamError]) -> dict[str, store.Identity]:
+    """Mint every due service (services sharing a line share a token); return what each was minted for."""
+    by_key: dict[object, str] = {}
+    ids: dict[str, store.Identity] = {}
+    for n in due:
+        svc = config.services[n]
+        ids[n] = store.identity(svc, config)
+        k = store.key_of(svc)
+        if k in by_key:  # services sharing a line share a token
+            other = by_key[k]
+            if other in minted:
+                minted[n] = minted[other]
+            elif other in failures:
+                failures[n] = failures[other]
+            continue
+        by_key[k] = n
+        try:
+            minted[n] = mint(svc)
+        except PgiamError as err:
+            failures[n] = err
+    return ids
+
+
+class _TheirFailure(PgiamError):
+    """Another pgiam's failed attempt, read from the state while this one waited for it: reported with
+    its exit class, not counted again."""
+
+
+def _after_wait(config: Config, snap: store.Snapshot, due: Mapping[str, freshness.Verdict], now: float,
+                if_needed: bool, since: float, failures: dict[str, PgiamError]) -> dict[str, freshness.Verdict]:
+    """Having waited for another minter: what is still due. A service it renewed is not; one it failed to
+    renew since `since` is that failure for a background caller (if_needed) and minted again otherwise."""
+    margin = config.defaults.renewal_margin
+    again: dict[str, freshness.Verdict] = {}
+    for n in due:
+        svc = config.services.get(n)
+        if svc is None:
+            continue
+        v = store.verdict(svc, snap, now, margin)
+        if not v.due and n in snap.sections:
+            continue
+        st = store.state_of(svc, snap.states)
+        if if_needed and st is not None and st.error and st.failed_at is not None and st.failed_at >= since:
+            err = _TheirFailure(st.error, st.hint)
+            err.code = ExitCode(st.code) if st.code in set(ExitCode) else ExitCode.PARTIAL
+            failures[n] = err
+            continue
+        again[n] = v
+    return again
+
+
 def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minted],
-          failures: dict[str, PgiamError], result: Result, seen: _Seen) -> list[store.Change]:
-    """Every write that brings the files in line with the config, the new tokens and the failures."""
+          failures: dict[str, PgiamError], result: Result, seen: _Seen, ids: dict[str, store.Identity] | None = None,
+          changed: list[str] | None = None) -> list[store.Change]:
+    """Every write that brings the files in line with the config, the new tokens and the failures.
+
+    A token is written only under the service identity it was minted for (`ids`): one whose service
+    changed meanwhile (`pgiam add --replace`, an edited config.toml) is dropped and named in `changed`."""
     config, snap = seen.config, seen.snap
     margin = config.defaults.renewal_margin
+    if ids is not None:
+        moved = [n for n in minted if n in config.services and store.identity(config.services[n], config) != ids.get(n)]
+        minted = {n: m for n, m in minted.items() if n not in moved}
+        if changed is not None:
+            changed += moved
     tokens = {store.key_of(config.services[n]): m.token for n, m in minted.items() if n in config.services}
     changes = store.plan_libpq(paths, config, tokens, result.notices, snap=snap)
     # The notes of every service are brought in line with the files by a refresh of all of them (and by
@@ -195,6 +259,9 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
                                      profile=getattr(m, "profile", svc.profile),  # the profile that signed
                                      source=getattr(m, "source", None))  # or the container, environment...
             result.outcomes.append(Outcome(n, "renewed", m.expires_at))
+        elif n in failures and isinstance(failures[n], _TheirFailure):
+            err = failures[n]
+            result.outcomes.append(Outcome(n, "failed", old.expires if old else None, err.message, err.hint, err.code))
         elif n in failures:
             err = failures[n]
             base = old or ServiceState(store.key_str(svc))
@@ -207,11 +274,12 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
 
 
 def _write(paths: Paths, now: float, selected: list[str], minted: dict[str, Minted],
-           failures: dict[str, PgiamError], result: Result, wait: float, seen: _Seen) -> None:
+           failures: dict[str, PgiamError], result: Result, wait: float, seen: _Seen,
+           ids: dict[str, store.Identity] | None = None, changed: list[str] | None = None) -> None:
     """Under the write lock: merge the new tokens, reconcile the state with the files, save all at once."""
     with store.lock(paths, wait):
         seen.current(paths)
-        changes = _plan(paths, now, selected, minted, failures, result, seen)
+        changes = _plan(paths, now, selected, minted, failures, result, seen, ids, changed)
         store.commit(paths, changes, seen.config)
         set_notice(paths, [o for o in result.outcomes if o.status == "failed"],
                    clear=not failures and len(selected) == len(seen.config.services))

@@ -123,7 +123,9 @@ def check_ca_file(path: str) -> str:
 
 def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool, again: str | None = None) -> None:
     """Refuse a name the config or a foreign service-file section already uses, unless `replace`.
-    `again`: the command that would replace it (`pgiam discover ... --replace`), when not `pgiam add`'s."""
+    `again`: the command that would replace it (`pgiam discover ... --replace`), when not `pgiam add`'s.
+    A second service on the same ~/.pgpass line that would sign with another identity is always refused."""
+    check_shared_line(config, svc)
     if replace:
         return
     if svc.name in config.services:
@@ -141,6 +143,25 @@ def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool, a
                 f"{paths.service_file}:{sec.line}: a section [{svc.name}] that pgiam does not manage already exists",
                 f"pick another name, or pass --replace to let pgiam take over [{svc.name}] (your section is removed)",
             )
+
+
+def check_shared_line(config: Config, svc: Service) -> None:
+    """libpq reads one password per host, port and user (the first matching ~/.pgpass line): services on
+    the same line share its token, so they must sign alike (same profile and region), or one of them
+    would connect with a token made by the other's identity (issue 20)."""
+    def signer(s: Service) -> str:
+        profile = s.profile or config.defaults.profile
+        return (f"profile {profile!r}" if profile else "the default credentials") + f" in {s.region}"
+
+    for other in config.services.values():
+        if other.name == svc.name or store.key_of(other) != store.key_of(svc):
+            continue
+        if store.identity(other, config)[4:6] != store.identity(svc, config)[4:6]:  # region and profile
+            raise ConfigError(
+                f"{svc.name} would share {other.name}'s ~/.pgpass line ({store.key_str(svc)}) but sign with "
+                f"{signer(svc)}, and {other.name} with {signer(other)}; libpq reads one password per host, port and user",
+                f"give {svc.name} the same profile and region as {other.name}, connect as another database user, "
+                f"or `pgiam remove {other.name}` first")
 
 
 def add(paths: Paths, svc: Service, explicit_region: bool, now: float, mint: Minter | None,

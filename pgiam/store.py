@@ -59,6 +59,16 @@ def key_str(svc: Service) -> str:
     return f"{k.host}:{k.port}:{k.user}"
 
 
+Identity = tuple[str, int, int, str, str, "str | None", "str | None"]
+
+
+def identity(svc: Service, config: Config) -> Identity:
+    """What a token is minted for: endpoint, dialled port, user, region and the signing profile. A token
+    is written only under the identity it was minted for (issue 20)."""
+    return (svc.host, svc.port, svc.dial_port, svc.user, svc.region, svc.profile or config.defaults.profile,
+            svc.aws_credentials_file)
+
+
 def state_of(svc: Service, states: Mapping[str, ServiceState]) -> ServiceState | None:
     """The state row of `svc`, only if it was written for this service's host, port and user."""
     s = states.get(svc.name)

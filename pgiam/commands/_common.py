@@ -7,9 +7,9 @@ import json
 import os
 import sys
 import time
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, cast
 
-from pgiam.errors import PgiamError
+from pgiam.errors import FileError, PgiamError
 
 
 class Out:
@@ -24,13 +24,14 @@ class Out:
         from pgiam.scrub import RedactingStream
 
         self.raw_stdout = stdout
-        self.stdout: TextIO = RedactingStream(stdout)  # type: ignore[assignment]
-        self.stderr: TextIO = RedactingStream(stderr)  # type: ignore[assignment]
+        self._secret_out = _Reported(stdout, "standard output")
+        self.stdout: TextIO = RedactingStream(cast(TextIO, self._secret_out))  # type: ignore[assignment]
+        self.stderr: TextIO = RedactingStream(cast(TextIO, _Reported(stderr, "standard error")))  # type: ignore[assignment]
 
     def secret(self, line: str) -> None:
         """The token itself, unredacted: `pgiam token` only."""
         self.stdout.flush()
-        print(line, file=self.raw_stdout)
+        print(line, file=self._secret_out)
 
     def flush(self) -> None:
         for stream in (self.stdout, self.stderr):
@@ -53,6 +54,43 @@ class Out:
         from pgiam.scrub import redact_json
 
         print(json.dumps(redact_json(obj), indent=2, sort_keys=True), file=self.stdout)
+
+
+class OutputError(FileError):
+    """A standard stream that cannot be written (EIO from a terminal that went away, a full disk behind a
+    redirect): not a bug, and whatever the command changed is done; only its report is lost."""
+
+
+class _Reported:
+    """A standard stream whose write failures are OutputError (exit 5), not exit 70. A closed pipe stays
+    BrokenPipeError: cli.main ends quietly then, as cat does."""
+
+    def __init__(self, raw: TextIO, name: str) -> None:
+        self.raw, self.name = raw, name
+
+    def _failed(self, err: OSError) -> OutputError:
+        return OutputError(f"cannot write to {self.name}: {err.strerror or err}",
+                           "whatever the command changed is done (see `pgiam status`); check where the output goes "
+                           "(a terminal that closed, a full disk behind a redirect) and run it again for the report")
+
+    def write(self, s: str) -> int:
+        try:
+            return self.raw.write(s)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding ... of the real stream
+        return getattr(self.raw, name)
 
 
 class Subparsers(Protocol):

@@ -106,9 +106,16 @@ def _table(out: Out, report: DiscoverReport) -> None:
         out.print("no PostgreSQL endpoints found")
         return
     head = ("NAME", "KIND", "IAM", "HOST", "PORT", "REGION", "PROFILE", "POLICY RESOURCE")
-    rows = [(e.name, e.kind, "on" if e.iam else "off", e.host, str(e.port), e.region, e.profile or "-",
-             (e.resource_arn + "USER" if e.resource_arn and e.kind != "dsql" else e.resource_arn) or "-")
-            for e in report.endpoints]
+    rows = [tuple(_cell(c) for c in (
+        e.name, e.kind, "on" if e.iam else "off", e.host, str(e.port), e.region, e.profile or "-",
+        (e.resource_arn + "USER" if e.resource_arn and e.kind != "dsql" else e.resource_arn) or "-"))
+        for e in report.endpoints]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
     for r in [head, *rows]:
         out.print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+
+
+def _cell(text: str) -> str:
+    """A table cell from an AWS answer, on one line and inert on a terminal: control characters (escape
+    sequences, newlines) shown escaped, as Python writes them (issue 20)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

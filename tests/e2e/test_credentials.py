@@ -343,7 +343,7 @@ def test_keys_from_environment_variables_warn_at_add(tmp_path: Path) -> None:
     p = add(w, "prod", env=env)
     assert "AWS_ACCESS_KEY_ID" in p.stderr and "timers" in p.stderr
     assert "aws configure --profile NAME" in p.stderr and "--profile NAME" in p.stderr
-    quiet = add(w, "other", "--profile", "p1")
+    quiet = add(w, "other", "--profile", "p1", "--port", "5433")  # its own ~/.pgpass line (issue 20)
     assert "AWS_ACCESS_KEY_ID" not in quiet.stderr
 
 

@@ -299,7 +299,8 @@ def test_token_for_the_wrong_region_is_named(world: World) -> None:
 
 def test_service_region_against_the_host_name_is_named(world: World) -> None:
     """README: wrong region, in the config: the host name says us-east-1."""
-    add_sandbox_like(world, "wrongregion", "pgiam_sandbox", "--region", "us-west-2")
+    # Its own ~/.pgpass line (another user): `add` refuses a second region on the sandbox's line (issue 20).
+    add_sandbox_like(world, "wrongregion", "plain", "--region", "us-west-2")
     try:
         code, report = doctor(world, "wrongregion")
         f = failed(report, "wrongregion")
@@ -412,7 +413,8 @@ def test_expired_sso_session_is_named(world: World) -> None:
     expired = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     (cache / (hashlib.sha1(b"corp").hexdigest() + ".json")).write_text(json.dumps({"accessToken": "x", "expiresAt": expired}))
     i = info(world)
-    world.pgiam("add", "ssodev", "--host", HOST, "--user", "pgiam_sandbox", "--profile", "dev", "--no-refresh",
+    # Another user: its own ~/.pgpass line, as `add` wants for another profile (issue 20).
+    world.pgiam("add", "ssodev", "--host", HOST, "--user", "plain", "--profile", "dev", "--no-refresh",
                 "--via", f"127.0.0.1:{i['local_port']}", "--sslrootcert", i["ca_file"])
     try:
         refresh = world.pgiam("refresh", "ssodev", check=False)

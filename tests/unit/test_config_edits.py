@@ -102,7 +102,7 @@ def test_defaults_profile_is_read_live(home: Path, run_cli: Any, ca_file: Path) 
     """A service added without --profile follows later changes of [defaults] profile; one with its own keeps it."""
     p = write_config(home, '[defaults]\nprofile = "old-sso"\n')
     add(run_cli, ca_file, "follows")
-    add(run_cli, ca_file, "pinned", "--profile", "own")
+    add(run_cli, ca_file, "pinned", "--profile", "own", "--port", "5433")  # its own ~/.pgpass line (issue 20)
     assert "profile" not in tomllib.loads(p.read_text())["services"]["follows"], "the default is not copied"
     p.write_text(p.read_text().replace('profile = "old-sso"', 'profile = "new-sso"'))
     code, out, err = run_cli("status", "--json")

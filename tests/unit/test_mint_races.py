@@ -1,0 +1,145 @@
+"""Minting races (issue 20, repros 5-7): a token is written only under the service it was minted for; a
+caller that waited for another minter judges the files and the clock again; one ~/.pgpass line per host,
+port and user. Real botocore signing with dummy keys; the only stand-in is the minter's timing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pgiam import minting, pgpass, refresh, store, token, tokeninfo
+from pgiam.config import Service, load_config
+from pgiam.errors import ExitCode
+from pgiam.paths import Paths
+from pgiam.state import ServiceState, render_state
+from tests.conftest import SANDBOX_HOST
+
+HOST_B = SANDBOX_HOST.replace("abc123", "bbb222")
+
+
+def add(run_cli, ca_file: Path, name: str, host: str, *extra: str) -> tuple[int, str, str]:
+    return run_cli("add", name, "--host", host, "--user", "alice", "--sslrootcert", str(ca_file), *extra)
+
+
+def token_host(paths: Paths, host: str) -> str:
+    tokens = pgpass.parse_tokens(paths.pgpass.read_text())
+    return tokeninfo.decode(tokens[pgpass.Key(host, "5432", "alice")]).host
+
+
+def test_a_token_minted_for_a_service_that_changed_meanwhile_is_not_written(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 20 repro 5: `add prod --replace --host B` landed while a refresh minted for host A; the refresh
+    wrote A's token under B's line and said "renewed". Now A's token is dropped: B's line keeps B's token."""
+    assert add(run_cli, ca_file, "prod", SANDBOX_HOST)[0] == ExitCode.OK
+    paths = Paths.from_env()
+
+    def slow_mint(svc: Service) -> token.Minted:
+        m = token.mint(svc)  # signed for host A ...
+        code, out, err = add(run_cli, ca_file, "prod", HOST_B, "--replace")  # ... while prod moves to B
+        assert code == ExitCode.OK, err
+        return m
+
+    result = refresh.refresh(paths, time.time(), slow_mint, ["prod"], wait=5)
+    assert token_host(paths, HOST_B) == HOST_B.lower()
+    assert [(o.name, o.status) for o in result.outcomes] == [("prod", "fresh")]
+    assert result.code == ExitCode.OK
+
+
+def test_editing_the_profile_during_a_mint_mints_again(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 20 repro 5, by hand: config.toml edited during a mint (another profile, same line). The token
+    signed with the old identity is not written; the service is minted again with the new one."""
+    assert add(run_cli, ca_file, "prod", SANDBOX_HOST)[0] == ExitCode.OK
+    paths = Paths.from_env()
+    seen: list[str | None] = []
+
+    def mint(svc: Service) -> token.Minted:
+        seen.append(svc.profile)
+        if len(seen) == 1:
+            text = paths.config_file.read_text().replace("[services.prod]\n", '[services.prod]\nregion = "us-east-1"\n')
+            paths.config_file.write_text(text)
+        return token.mint(svc)
+
+    result = refresh.refresh(paths, time.time(), mint, ["prod"], wait=5)
+    assert len(seen) == 2
+    assert [(o.name, o.status) for o in result.outcomes] == [("prod", "renewed")]
+    info = tokeninfo.decode(pgpass.parse_tokens(paths.pgpass.read_text())[pgpass.Key(SANDBOX_HOST, "5432", "alice")])
+    assert info.region == "us-east-1"
+
+
+def test_after_waiting_for_a_minter_that_failed_the_caller_judges_again(run_cli, home: Path, ca_file: Path,
+                                                                        monkeypatch) -> None:
+    """Issue 20 repro 6: a background refresh held the mint slot and failed; a hand-run `refresh prod` that
+    waited for it printed "still fresh ... (expired)" and exited 0. Now it judges the file and the clock
+    again and mints itself; a hook's `--if-needed` reports the other's failure with its exit class."""
+    import datetime
+
+    import botocore.auth
+
+    signed = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=700)
+    with monkeypatch.context() as m:
+        m.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: signed)
+        assert add(run_cli, ca_file, "prod", SANDBOX_HOST)[0] == ExitCode.OK  # 200 s left: due, not expired
+    paths = Paths.from_env()
+    config = load_config(paths.config_file)
+    now = time.time()
+
+    def background_failure() -> None:
+        with minting.slot(paths, 0):
+            held.set()
+            time.sleep(0.5)
+            row = ServiceState(store.key_str(config.services["prod"]), error="the STS call timed out",
+                               hint="check the network", failed_at=time.time(), code=int(ExitCode.NETWORK), failures=1)
+            paths.state_file.write_bytes(render_state({"prod": row}))
+
+    for if_needed, status, code in ((True, "failed", ExitCode.NETWORK), (False, "renewed", ExitCode.OK)):
+        held = threading.Event()
+        other = threading.Thread(target=background_failure)
+        other.start()
+        held.wait(5)
+        minted: list[str] = []
+        result = refresh.refresh(paths, now, lambda svc: minted.append(svc.name) or token.mint(svc), ["prod"],
+                                 if_needed=if_needed, wait=5)
+        other.join()
+        assert [(o.name, o.status) for o in result.outcomes] == [("prod", status)], result.outcomes
+        assert result.code == code
+        assert minted == ([] if if_needed else ["prod"])
+
+
+def test_a_second_service_on_the_same_line_with_another_profile_is_refused(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 20 repro 7: r1 and r3 (same host, port and user, other profiles) shared one ~/.pgpass line:
+    `refresh r1 r3` minted once with r1's profile. Now `add r3` is refused (exit 3) naming r1, and the
+    same profile (one token for both) is still allowed."""
+    assert add(run_cli, ca_file, "r1", SANDBOX_HOST, "--profile", "one", "--no-refresh")[0] == ExitCode.OK
+    code, out, err = add(run_cli, ca_file, "r3", SANDBOX_HOST, "--profile", "three", "--no-refresh")
+    assert code == ExitCode.CONFIG, err
+    assert "r3 would share r1's ~/.pgpass line" in err and "profile 'one'" in err
+    assert "hint: " in err
+    assert add(run_cli, ca_file, "r2", SANDBOX_HOST, "--profile", "one", "--no-refresh")[0] == ExitCode.OK
+    assert add(run_cli, ca_file, "r1", SANDBOX_HOST, "--profile", "other", "--no-refresh", "--replace")[0] == ExitCode.CONFIG
+
+
+def test_the_mint_lock_message_names_the_holders_pid(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 20 repro 8: "another pgiam (another process) holds the mint lock", though the README promises
+    the holder's pid. The mint slot has no file of its own: the pid comes from the kernel's lock table."""
+    import subprocess
+    import sys
+
+    from pgiam.errors import LockedError
+    from tests.unit.test_minting import HOLDER
+
+    assert add(run_cli, ca_file, "prod", SANDBOX_HOST, "--no-refresh")[0] == ExitCode.OK
+    paths = Paths.from_env()
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(paths.state_dir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        with pytest.raises(LockedError) as exc:
+            refresh.refresh(paths, time.time(), token.mint, ["prod"], wait=0.2)
+        assert f"another pgiam (pid {proc.pid}) holds the mint lock" in exc.value.message
+        assert exc.value.hint == f"wait for it to finish, or check it with `ps -p {proc.pid}`"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(30)
