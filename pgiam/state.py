@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from json.encoder import encode_basestring_ascii
 
 from pgiam import freshness
+from pgiam.facts import CLOCK_TOLERANCE
 
 
 @dataclass(frozen=True, slots=True)  # slots: one row per service, 10,000 of them at scale (issue 25)
@@ -122,4 +123,10 @@ def next_due(states: dict[str, ServiceState], names: list[str], margin: int, now
     times = [due_at(states.get(n), margin) for n in names]
     if not times:
         return None
+    # A token signed at S shows the clock had reached S: a `now` read before a slow mint (a loaded machine)
+    # would otherwise bound next-due a second or more early, and the next check would rewrite it. Never
+    # beyond the clock tolerance: a token dated further ahead is the clock stepping back, which the bound
+    # is there to catch.
+    signed = [s.minted for n in names if (s := states.get(n)) is not None and s.minted is not None]
+    now = max([now, *(min(t, now + CLOCK_TOLERANCE) for t in signed)])
     return math.floor(freshness.next_due_bound(now, min(times), margin))

@@ -78,7 +78,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     exe.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(ROOT))} exec {shlex.quote(sys.executable)} -m pgiam \"$@\"\n")
     exe.chmod(0o755)
     e = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    check = subprocess.run(["pgiam", "list", "--names"], env=e, capture_output=True, text=True, timeout=10)
+    check = subprocess.run(["pgiam", "list", "--names"], env=e, capture_output=True, text=True, timeout=120)
     assert check.stdout.split() == SERVICES, check.stderr
     return e
 
@@ -101,7 +101,7 @@ def bash(env: dict[str, str], cases: list[list[str]], prelude: str = "") -> tupl
              "}"]
     lines += ["case_ " + " ".join(shlex.quote(w) for w in words) for words in cases]
     p = subprocess.run(["bash", "--norc", "--noprofile", "-c", "\n".join(lines)], env=env,
-                       capture_output=True, text=True, timeout=10)
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "", p.stderr
     spec, _, rest = p.stdout.partition("\n")
     replies = [[w for w in chunk.split("\n") if w] for chunk in rest.split("--end--\n")[:-1]]
@@ -179,7 +179,7 @@ def fish(env: dict[str, str], lines: list[str]) -> list[list[str]]:
     script = [f"source {q(str(COMPLETIONS / 'pgiam.fish'))}"]
     for line in lines:
         script += [f"complete -C {q(line)}", "echo --end--"]
-    p = subprocess.run(["fish", "--no-config", "-c", "\n".join(script)], env=env, capture_output=True, text=True, timeout=10)
+    p = subprocess.run(["fish", "--no-config", "-c", "\n".join(script)], env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stderr == "", p.stderr
     out = [[w.split("\t")[0] for w in chunk.split("\n") if w] for chunk in p.stdout.split("--end--\n")[:-1]]
     assert len(out) == len(lines), p.stdout
@@ -209,11 +209,11 @@ def test_fish_offers_each_commands_options(env: dict[str, str]) -> None:
 
 def test_zsh_parses_and_loads_under_compinit(env: dict[str, str], tmp_path: Path) -> None:
     need("zsh")
-    p = subprocess.run(["zsh", "-n", str(COMPLETIONS / "_pgiam")], capture_output=True, text=True, timeout=10)
+    p = subprocess.run(["zsh", "-n", str(COMPLETIONS / "_pgiam")], capture_output=True, text=True, timeout=120)
     assert (p.returncode, p.stderr) == (0, "")
     script = (f"fpath=({shlex.quote(str(COMPLETIONS))} $fpath); autoload -U compinit; compinit -u -d {shlex.quote(str(tmp_path / 'zcd'))}\n"
               "print -r -- $_comps[pgiam]; autoload +X _pgiam && print loaded")
-    p = subprocess.run(["zsh", "-f", "-c", script], env=env, capture_output=True, text=True, timeout=10)
+    p = subprocess.run(["zsh", "-f", "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert (p.returncode, p.stdout, p.stderr) == (0, "_pgiam\nloaded\n", "")
 
 

@@ -85,16 +85,23 @@ def _home(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_an_answer_that_is_not_aws_is_exit_8_with_a_network_hint_in_time(
         bad: dict[str, str], tmp_path: Path, command: str, kind: str) -> None:
-    """Issue 19 (repro 3 and the failure matrix): exit 8, the right message class, within 15 s, never 70."""
+    """Issue 19 (repro 3 and the failure matrix): exit 8, the right message class, within 15 s, never 70.
+
+    The time is a whole process's wall time on a shared machine (interpreter start and imports included):
+    a run over the bound is run once more, and that run must be within it, so a moment of load elsewhere
+    does not fail the test while a command that really waits past the bound fails both."""
     home, env, ca = _home(tmp_path)
     env["AWS_ENDPOINT_URL"] = bad[kind]
     argv = [a.replace("{ca}", str(ca)) for a in COMMANDS[command]]
-    start = time.monotonic()
-    p = subprocess.run(pgiam_argv(*argv), env=env, capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
-    took = time.monotonic() - start
-    out = p.stdout + p.stderr
-    assert p.returncode == 8, (p.returncode, out)
+    for attempt in range(2):
+        start = time.monotonic()
+        p = subprocess.run(pgiam_argv(*argv), env=env, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        took = time.monotonic() - start
+        out = p.stdout + p.stderr
+        assert p.returncode == 8, (p.returncode, out)
+        if took < BOUND:
+            break
     assert took < BOUND, (took, out)
     assert MESSAGE[kind] in out, out
     assert "check the network" in out, out

@@ -159,3 +159,18 @@ def test_locations_agree_with_paths(home: Path) -> None:
     assert [str(d) for d in p.own_dirs] == facts.own_dirs(env)
     assert p.config_file == home / ".config" / "pgiam" / "config.toml"
     assert p.state_dir == home / ".local" / "state" / "pgiam"
+
+
+@given(late=st.integers(0, facts.CLOCK_TOLERANCE), ahead=st.integers(0, 600))
+def test_next_due_does_not_depend_on_when_the_clock_was_read(late: int, ahead: int) -> None:
+    """A `now` read up to the clock tolerance before a slow mint bounds next-due as the signing clock would (a loaded
+    `add` wrote a next-due one second early and the next `refresh --if-needed` rewrote it: the flaky
+    test_trust::test_too_early_next_due_corrects_itself), but a token dated ahead of the clock by more than
+    the tolerance never pushes the bound out (issue 19's dated-ahead rule)."""
+    margin = 300
+    signed = NOW
+    row = state.ServiceState(key="k", minted=signed, expires=signed + facts.TOKEN_LIFETIME)
+    assert state.next_due({"s": row}, ["s"], margin, signed - late) == state.next_due({"s": row}, ["s"], margin, signed)
+    ahead_row = state.ServiceState(key="k", minted=NOW + ahead, expires=NOW + ahead + facts.TOKEN_LIFETIME)
+    due = state.next_due({"s": ahead_row}, ["s"], margin, NOW)
+    assert due is not None and due <= NOW + facts.next_due_limit(margin)
