@@ -293,6 +293,7 @@ def test_a_users_own_line_for_the_iam_user_is_refused_at_start(world: World, bou
 
 ROTATIONS = 3  # the token changes at least this often while pgbench runs: ROTATIONS + 1 distinct tokens
 CRED_LIFE = 60  # credentials that expire in a minute: a token is renewed half-way, every 30 s (MIN_INTERVAL)
+OLD_TOKEN_LEFT = 120  # s of life the token pgiam run takes over still has when the load starts
 
 
 def accepted_stamps(log: Path, offset: int, user: str) -> list[str]:
@@ -319,8 +320,8 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
     """Issue 23: pgbench opens a new connection per transaction through Debian's pgbouncer (every client
     connection a new server login: server_lifetime = 0) while `pgiam run` rotates the token underneath and
     rewrites pgbouncer's auth file; the sandbox's token checker logs the X-Amz-Date of each token it
-    accepts. The first token is 880 s old when the load starts (pgiam run takes over a token about to
-    expire); after it, credentials living a minute (a credential_process) make pgiam run renew every 30 s.
+    accepts. The first token is 780 s old when the load starts (pgiam run takes over a token inside its
+    renewal margin, about to expire); after it, credentials living a minute (a credential_process) make pgiam run renew every 30 s.
     Across three rotations (four distinct tokens accepted): zero failed or aborted transactions, no failed
     server login in pgbouncer's log."""
     from tests.awsfake import credential_profiles
@@ -335,18 +336,32 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
     script = tmp_path / "select.sql"
     script.write_text("select 1;\n")
     checker_log = Path(info(world)["log_file"])
-    age_token(env, "sandbox", 880, monkeypatch)  # 20 s left
+    # Two minutes left: inside the 300 s renewal margin, so `pgiam run` renews it the moment it starts, yet
+    # it outlives the first round of load plus pgiam run's start on a loaded machine (with 20 s left, a
+    # full-suite run at load 10-15 saw it expire before the first renewal reached pgbouncer).
+    age_token(env, "sandbox", 900 - OLD_TOKEN_LEFT, monkeypatch)
     (t0,) = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
     target = pgbouncer.Target(b.userlist, b.pidfile)
     assert target.sync({"pgiam_sandbox": t0}) and target.reload()
     start = checker_log.stat().st_size
     runs = transactions = 0
 
+    log: Log | None = None
+
+    def evidence() -> str:
+        """What explains a failed server login: the checker's refusals, pgbouncer's log, pgiam run's log."""
+        with open(checker_log, "rb") as f:
+            f.seek(start)
+            refused = [line for line in f.read().decode(errors="replace").splitlines() if "refused" in line]
+        run_log = "".join(log.lines) if log is not None else "(pgiam run not started)"
+        return (f"\nchecker refusals: {refused}\npgbouncer log:\n{b.log_tail()}\npgiam run log:\n{run_log}"
+                f"\nnow {time.strftime('%H:%M:%S', time.gmtime())}")
+
     def round_of_load() -> None:
         nonlocal runs, transactions
         r = pgbench(b, script, 5)
         runs += 1
-        assert r.returncode == 0, r.stdout + r.stderr + b.log_tail()
+        assert r.returncode == 0, r.stdout + r.stderr + evidence()
         assert "aborted" not in r.stdout + r.stderr
         assert "number of failed transactions: 0 " in r.stdout, r.stdout
         done = int(r.stdout.split("number of transactions actually processed: ", 1)[1].split()[0])
@@ -374,7 +389,10 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
         assert proc.wait(60) == 0
         tokens = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
         assert not any(t in "".join(log.lines) for t in tokens) and secret not in "".join(log.lines)
-        print(f"pgbench: {runs} runs, {transactions} transactions, {len(set(stamps))} distinct tokens")
+        signed = sorted({datetime.datetime.strptime(s, "%Y%m%dT%H%M%SZ") for s in stamps})
+        left = (signed[0] + datetime.timedelta(seconds=900) - signed[1]).total_seconds()
+        print(f"pgbench: {runs} runs, {transactions} transactions, {len(set(stamps))} distinct tokens; "
+              f"the first renewal was signed {left:.0f} s before the old token expired")
     finally:
         if proc.poll() is None:
             proc.kill()
