@@ -241,7 +241,8 @@ def test_add_warns_about_credential_source_environment(tmp_path: Path, sts: Coun
     p = add(w, "prod", "--profile", "envrole", env=env)
     assert "credential_source = Environment" in p.stderr and "timers" in p.stderr, p.stderr
     assert "profile envrole" in p.stderr
-    quiet = add(w, "other", "--profile", "dbrole")
+    # another database user: one ~/.pgpass line per host, port and user signs with one profile (issue 20)
+    quiet = add(w, "other", "--profile", "dbrole", "--user", "bob")
     assert "timers" not in quiet.stderr, quiet.stderr
 
 

@@ -51,7 +51,7 @@ def test_no_secret_anywhere(sandbox, tmp_path: Path) -> None:
     (hook / "sitecustomize.py").write_text(
         "import pgiam.fileio as f\n"
         "def boom(*changes, **journal):\n    raise RuntimeError('forced unexpected error')\n"
-        "f.write_all = boom\nimport pgiam.refresh as r\nr.write_all = boom\n")
+        "f.write_all = boom\nimport pgiam.store as s\ns.write_all = boom\nimport sys\nprint('HOOK', s.__file__, file=sys.stderr)\n")
     p = run(dict(env, PYTHONPATH=f"{hook}:{env['PYTHONPATH']}"), "--debug", "refresh")
     assert p.returncode != 0 and "forced unexpected error" in p.stderr, p.stderr
     outputs.append(p.stdout + p.stderr)
