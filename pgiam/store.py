@@ -11,7 +11,7 @@ import contextlib
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgiam import block, facts, freshness, pgpass, servicefile, tokeninfo
@@ -120,11 +120,15 @@ class Snapshot:
     pgpass_exists: bool = False
     service_file_exists: bool = False
     stamps: tuple[Stamp, ...] = ()  # of ~/.pgpass, the service file and state.json, taken before reading them
+    decoded: dict[pgpass.Key, tokeninfo.TokenInfo | None] = field(default_factory=dict, compare=False, repr=False)
 
     def info(self, svc: Service) -> tokeninfo.TokenInfo | None:
         """The decoded token the password file holds for `svc`: tokens are decoded only for the services a
-        command asks about (issue 25)."""
-        return tokeninfo.try_decode(self.tokens.get(key_of(svc)))
+        command asks about, each once (issue 25)."""
+        k = key_of(svc)
+        if k not in self.decoded:
+            self.decoded[k] = tokeninfo.try_decode(self.tokens.get(k))
+        return self.decoded[k]
 
 
 @contextlib.contextmanager
@@ -182,7 +186,7 @@ def verdict(svc: Service, snap: Snapshot, now: float, margin: int,
     already decoded, None to decode it here)."""
     token = snap.tokens.get(key_of(svc))
     if info is None:
-        info = tokeninfo.try_decode(token)
+        info = snap.info(svc)
     st = state_of(svc, snap.states)
     # pgiam's note of the credentials' expiry applies only to the very token it wrote.
     creds = st.expires if st is not None and info is not None and st.minted == info.signed_at else None

@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from pgiam.config import TOKEN_LIFETIME, Service
@@ -102,11 +101,6 @@ class Minter:
             raise AuthError(f"{svc.name}: no AWS credentials found ({ctx.source.label})",
                             f"configure them with `aws configure --profile {ctx.source.profile}` or `aws configure sso`, "
                             f"or use a profile that has them (--profile NAME), then {ctx.retry}")
-        from pgiam import tokeninfo
-
-        info = tokeninfo.try_decode(token)
-        if info is not None:  # the token's own X-Amz-Date: the clock may tick over a second while botocore signs
-            minted = info.signed_at
         expires = minted + TOKEN_LIFETIME
         if resolved.expiry is not None:
             expires = min(expires, resolved.expiry)
@@ -144,27 +138,31 @@ def context(svc: Service, session: Session | None, retry: str | None, action: st
 
 
 def _sign(session: Session, creds: Credentials, svc: Service) -> tuple[str, float]:
-    """botocore's own generate_db_auth_token, without loading the RDS service model."""
-    from pgiam import dsql
+    """botocore's own generate_db_auth_token, step for step, and the instant it signed (epoch seconds).
+
+    botocore's `generate_db_auth_token` (botocore/signers.py) builds this request dict, presigns it through
+    the client's RequestSigner (the `choose-signer` and `before-sign` events, then `SigV4QueryAuth` over the
+    frozen credentials, expiring in 900 s) and strips the scheme. The same botocore pieces are called here
+    directly, without the per-call event dispatch: 10,000 tokens are signed in a third of the time (issue
+    25). tests/unit/test_botocore_private.py checks the bytes against botocore's own client at a fixed clock.
+    """
+    from pgiam import dsql, tokeninfo
 
     if dsql.is_dsql_host(svc.host):  # Aurora DSQL signs differently (no port, no user): pgiam.dsql
-        return dsql.sign(session, creds, svc)
-    import botocore.auth
-    import botocore.signers
-    from botocore.model import ServiceId
+        token, minted = dsql.sign(session, creds, svc)
+        info = tokeninfo.try_decode(token)  # its own X-Amz-Date: the clock may tick over a second while botocore signs
+        return token, info.signed_at if info is not None else minted
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import create_request_object, prepare_request_dict
 
-    signer = botocore.signers.RequestSigner(
-        ServiceId("rds"), svc.region, "rds-db", "v4", creds, session.get_component("event_emitter")
-    )
-    client_like: Any = SimpleNamespace(_request_signer=signer, meta=SimpleNamespace(region_name=svc.region))
-    clock: Any = getattr(botocore.auth, "get_current_datetime")  # untyped in botocore-stubs
-    minted = clock()
-    token = str(botocore.signers.generate_db_auth_token(client_like, svc.host, svc.port, svc.user, Region=svc.region))
-    # botocore signs at one-second resolution with the clock read just before; take that instant.
-    return token, _epoch(minted)
+    request_dict: dict[str, Any] = {"url_path": "/", "query_string": "", "headers": {}, "method": "GET",
+                                    "body": {"Action": "connect", "DBUser": svc.user}}
+    prepare_request_dict(request_dict, f"https://{svc.host}:{svc.port}")
+    request = create_request_object(request_dict)
+    SigV4QueryAuth(creds.get_frozen_credentials(), "rds-db", svc.region, expires=TOKEN_LIFETIME).add_auth(request)
+    # AWSRequest.prepare(), which generate_presigned_url calls before reading request.url, returns a new
+    # object and leaves request.url as add_auth wrote it: the URL is read directly.
+    url: str = request.url
+    # add_auth stamps the request with the one clock reading it signed with (SigV4's X-Amz-Date).
+    return url[len("https://"):], tokeninfo.stamp_epoch(request.context["timestamp"])
 
-
-def _epoch(dt: Any) -> float:
-    import calendar
-
-    return float(calendar.timegm(dt.utctimetuple()))

@@ -64,7 +64,7 @@ def _query(query: str) -> dict[str, list[str]]:
 
 
 @functools.lru_cache(maxsize=1024)  # the tokens of one refresh share a few stamps
-def _signed_at(stamp: str) -> float:
+def stamp_epoch(stamp: str) -> float:
     """X-Amz-Date as epoch seconds; ValueError unless it is a real UTC instant written in full."""
     m = _STAMP.fullmatch(stamp)
     if m is None:
@@ -82,7 +82,7 @@ def decode(token: str) -> TokenInfo:
     m = _CANONICAL.fullmatch(token)
     if m is not None and (m["port"] is None or int(m["port"]) <= 65535) and int(m["expires"]) > 0:
         try:
-            signed_at = _signed_at(m["date"])
+            signed_at = stamp_epoch(m["date"])
         except ValueError:
             raise TokenDecodeError("not an IAM token: bad X-Amz-Date or X-Amz-Expires") from None
         port, user = m["port"], m["user"]
@@ -122,7 +122,7 @@ def _decode_general(token: str) -> TokenInfo:
     _key_id, day, region, service, _ = scope
     stamp = one("X-Amz-Date")
     try:
-        signed_at = _signed_at(stamp)
+        signed_at = stamp_epoch(stamp)
         lifetime = int(one("X-Amz-Expires"), 10)
     except ValueError:
         raise TokenDecodeError("not an IAM token: bad X-Amz-Date or X-Amz-Expires") from None

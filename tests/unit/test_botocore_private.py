@@ -2,8 +2,8 @@
 
 pgiam.awscreds reaches into botocore's credential providers (`_prompter`, `_popen`,
 `_profile_provider_builder._create_process_provider`, `_expiry_time`) behind `hasattr` guards, and
-pgiam.token / pgiam.dsql sign through a stand-in client holding only `_request_signer` and
-`meta.region_name`. A rename in botocore would make a guard skip silently (a timer gets botocore's own
+pgiam.dsql signs through a stand-in client holding only `_request_signer` and
+`meta.region_name` (pgiam.token presigns with botocore.auth.SigV4QueryAuth directly). A rename in botocore would make a guard skip silently (a timer gets botocore's own
 getpass prompt back, a helper runs unbounded): these tests fail instead. CI runs them at the botocore
 floor pyproject.toml declares too."""
 
@@ -95,13 +95,18 @@ def static_session() -> Any:
     return s
 
 
-@pytest.mark.parametrize("user", ["alice", "it's a:b\\c d"])
-def test_the_stand_in_client_mints_what_botocores_client_mints(frozen: datetime.datetime, user: str) -> None:
-    """token._sign hands generate_db_auth_token a SimpleNamespace with `_request_signer` and `meta`."""
-    s = static_session()
+@pytest.mark.parametrize("session_token", [None, "IQoJb3JpZ2luX2VjEPGIAMTEST//////////wEaCXVzLWVhc3QtMSJHMEUCIQ+/="])
+@pytest.mark.parametrize("user", ["alice", "it's a:b\\c d", "us\u00e9r+1@x/y=z&w"])
+def test_the_fast_presign_mints_what_botocores_client_mints(frozen: datetime.datetime, user: str,
+                                                            session_token: str | None) -> None:
+    """token._sign presigns with botocore's SigV4QueryAuth directly (no RequestSigner, no events; issue 25):
+    byte for byte the token of a real RDS client's generate_db_auth_token, same frozen credentials and clock."""
+    s = botocore.session.Session()
+    s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab", session_token)
     svc = Service(name="p", host="db.cluster-abc.us-west-2.rds.amazonaws.com", user=user, region="us-west-2", port=6543)
     minted, at = token._sign(s, s.get_credentials(), svc)
     real = s.create_client("rds", region_name="eu-west-1").generate_db_auth_token(svc.host, 6543, user, Region="us-west-2")
+    assert ("X-Amz-Security-Token=" in real) == (session_token is not None)
     assert (minted, at) == (real, datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.timezone.utc).timestamp())
 
 

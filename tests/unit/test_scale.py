@@ -69,8 +69,9 @@ def test_each_file_is_read_once_per_command(run_cli, three: None, reads: Counter
 
 
 def test_refresh_name_and_status_name_decode_only_their_token(run_cli, three: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 25: `refresh s1` and `status s1` decode s1's token only (0.2.0 decoded every token in
-    ~/.pgpass, twice, to refresh one service); `status` decodes each token once."""
+    """Issue 25: `refresh --if-needed s1` and `status s1` decode s1's token only (0.2.0 decoded every token in
+    ~/.pgpass, twice, to refresh one service); `refresh s1` decodes none (the new token's signing time comes
+    from the signer); `status` decodes each token once."""
     decoded: list[str] = []
     original = tokeninfo.decode
 
@@ -80,7 +81,8 @@ def test_refresh_name_and_status_name_decode_only_their_token(run_cli, three: No
         return info
 
     monkeypatch.setattr(tokeninfo, "decode", counting)
-    for argv, expected in [(("refresh", "s1"), ["db1"]), (("status", "s1"), ["db1"]), (("status",), ["db0", "db1", "db2"])]:
+    for argv, expected in [(("refresh", "s1"), []), (("refresh", "--if-needed", "s1"), ["db1"]),
+                           (("status", "s1"), ["db1"]), (("status",), ["db0", "db1", "db2"])]:
         decoded.clear()
         assert run_cli(*argv)[0] == ExitCode.OK
         assert decoded == expected, argv
