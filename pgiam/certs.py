@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pgiam.errors import ConfigError, EnvironmentProblem, FileError, NetworkError, UsageError
-from pgiam.fileio import atomic_write, ensure_private_dir, read_bytes
+from pgiam.fileio import Scope, atomic_write, ensure_private_dir, read_bytes
 
 if TYPE_CHECKING:
     import ssl
@@ -236,7 +236,7 @@ def _sources_path(paths: Paths) -> Path:
 def load_sources(paths: Paths) -> dict[str, str]:
     """The remembered per-partition source URLs (empty when none were set)."""
     path = _sources_path(paths)
-    raw = read_bytes(path)
+    raw = read_bytes(path, scope=paths.scope)
     if raw is None:
         return {}
     try:
@@ -368,11 +368,11 @@ def update(
         raise NetworkError(f"{source} did not send a usable CA bundle: {err}", _NETWORK_HINT) from None
 
     target = bundle_path(paths, partition)
-    ensure_private_dir(target.parent)
+    ensure_private_dir(target.parent, scope=paths.scope)
     # Only now, with a valid bundle in hand, remember the new source; roll it back if the bundle
     # write fails so sources.json never names a URL that did not produce the stored bundle.
     sources_file = _sources_path(paths)
-    old_sources_raw = read_bytes(sources_file)
+    old_sources_raw = read_bytes(sources_file, scope=paths.scope)
     new_sources = dict(sources)
     if url is not None:
         if url == DEFAULT_SOURCES[partition]:
@@ -381,17 +381,17 @@ def update(
             new_sources[partition] = url
     sources_changed = new_sources != sources
     if sources_changed:
-        atomic_write(sources_file, _render_sources(new_sources), BUNDLE_MODE)
-    changed = read_bytes(target) != body
+        atomic_write(sources_file, _render_sources(new_sources), BUNDLE_MODE, scope=paths.scope)
+    changed = read_bytes(target, scope=paths.scope) != body
     if changed:
         try:
-            atomic_write(target, body, BUNDLE_MODE)
+            atomic_write(target, body, BUNDLE_MODE, scope=paths.scope)
         except Exception:
             if sources_changed:
                 if old_sources_raw is None:
                     sources_file.unlink(missing_ok=True)
                 else:
-                    atomic_write(sources_file, old_sources_raw, BUNDLE_MODE)
+                    atomic_write(sources_file, old_sources_raw, BUNDLE_MODE, scope=paths.scope)
             raise
     return UpdateResult(partition=partition, path=target, url=source, ca_count=len(cas), changed=changed)
 
@@ -417,9 +417,9 @@ def ensure_bundle(
 # --------------------------------------------------------------------------- status
 
 
-def _status_of(path: Path, partition: str | None, in_use: bool, now: float) -> BundleStatus:
+def _status_of(path: Path, partition: str | None, in_use: bool, now: float, scope: Scope) -> BundleStatus:
     try:
-        raw = read_bytes(path)
+        raw = read_bytes(path, scope=scope)
     except FileError as err:  # a directory or unreadable file: report it, status must not crash
         return BundleStatus(path, partition, exists=True, in_use=in_use, ca_count=0, expiring=(), error=err.message)
     if raw is None:
@@ -441,9 +441,9 @@ def status(paths: Paths, now: float, in_use: Iterable[Path] = frozenset()) -> li
         path = bundle_path(paths, partition)
         seen.add(path)
         if path.exists() or path in used:
-            result.append(_status_of(path, partition, path in used, now))
+            result.append(_status_of(path, partition, path in used, now, paths.scope))
     for path in sorted(used - seen):
-        result.append(_status_of(path, None, True, now))
+        result.append(_status_of(path, None, True, now, paths.scope))
     return result
 
 
@@ -499,7 +499,7 @@ def partitions_in_use(paths: Paths) -> list[str]:
     """The partitions of the configured services' regions (sorted), else ["aws"]."""
     from pgiam.config import load_config
 
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     return sorted({partition_for_region(s.region) for s in config.services.values()}) or ["aws"]
 
 
@@ -515,7 +515,7 @@ def report(paths: Paths, now: float) -> CertsReport:
     from pgiam.reports import BundleRecord, CertsReport
     from pgiam.reports import ExpiringCA as CAOut
 
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     in_use = {Path(s.sslrootcert) for s in config.services.values() if s.sslrootcert and s.sslrootcert != "system"}
     statuses = status(paths, now, in_use)
     # Strict: any expired CA in a bundle a service uses is reported ("a CA in use has expired").

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import tomlkit.exceptions
     import tomlkit.items
 
+    from pgiam.fileio import Scope
+
 from pgiam.errors import ConfigError, UsageError
 from pgiam.facts import TOKEN_LIFETIME as TOKEN_LIFETIME
 
@@ -299,11 +301,12 @@ def parse_config(text: str, path: Path) -> Config:
     return Config(path=path, defaults=defaults, services=services)
 
 
-def load_config(path: Path) -> Config:
-    """The config at `path`, or an empty one when the file does not exist; reading creates nothing."""
+def load_config(path: Path, *, scope: Scope) -> Config:
+    """The config at `path`, or an empty one when the file does not exist; reading creates nothing.
+    `scope`: pgiam's own directories (pgiam.paths.Paths.scope), for pgiam.fileio.read_bytes."""
     from pgiam.fileio import read_bytes
 
-    data = read_bytes(path)
+    data = read_bytes(path, scope=scope)
     if data is None:
         return Config(path=path)
     try:

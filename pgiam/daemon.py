@@ -94,7 +94,7 @@ class Daemon:
 
     def start(self) -> Config:
         """Check what the loop needs before it starts: an invalid config is an exit, not a loop of errors."""
-        config = load_config(self.paths.config_file)
+        config = load_config(self.paths.config_file, scope=self.paths.scope)
         if not config.services:
             raise ConfigError(f"{self.paths.config_file} has no services: `pgiam run` has nothing to keep fresh",
                               "add one with `pgiam add NAME --host ... --user ...`, or point PGIAM_CONFIG at a config with [services.NAME]")
@@ -103,7 +103,7 @@ class Daemon:
 
             pgbouncer.check_version(pgbouncer.probe_version())
             users = pgbouncer_passwords(config, store.read(self.paths))  # users shared by two endpoints: refuse now
-            data = read_bytes(self.options.pgbouncer.auth_file)  # a user's own line for an IAM user: refuse now
+            data = read_bytes(self.options.pgbouncer.auth_file, scope=self.paths.scope)  # a user's own line for an IAM user: refuse now
             pgbouncer.merge("" if data is None else data.decode("utf-8", "surrogateescape"),
                             {svc.user: users.get(svc.user, "") for svc in config.services.values()},
                             self.options.pgbouncer.auth_file)
@@ -142,7 +142,7 @@ class Daemon:
         if forget is not None:
             forget()  # a changed AWS config or profile is read again (token.Minter's sessions)
         try:
-            config = load_config(self.paths.config_file)
+            config = load_config(self.paths.config_file, scope=self.paths.scope)
         except PgiamError as err:
             self.log(f"reload: {err.message}; fix it (hint: {err.hint}); renewals fail until then")
             return
@@ -173,7 +173,7 @@ class Daemon:
     def _cycle(self) -> int:
         now = self.clock()
         try:
-            self.certs(load_config(self.paths.config_file), now)  # a missing bundle first: libpq needs it too
+            self.certs(load_config(self.paths.config_file, scope=self.paths.scope), now)  # a missing bundle first: libpq needs it too
             result = refresh.refresh(self.paths, now, self._mint, if_needed=True, wait=LOCK_WAIT, lead=self.lead)
         except LockedError as err:
             self.log(f"{err.message}; trying again in {BUSY_RETRY:g} s")
@@ -202,7 +202,7 @@ class Daemon:
                 key = (o.name, health.result_class(o.code))
                 self.mints[key] = self.mints.get(key, 0) + 1
         try:
-            config = load_config(self.paths.config_file)
+            config = load_config(self.paths.config_file, scope=self.paths.scope)
             snap = store.read(self.paths)
         except PgiamError as err:
             self.log(err.message)
@@ -321,11 +321,11 @@ class Daemon:
                 self.log(f"pgbouncer: the token for {user!r} is longer than {pgbouncer.MAX_PASSWORD} bytes, "
                          "which pgbouncer refuses; left out")
                 passwords.pop(user)
-            changed = target.sync(passwords)
+            changed = target.sync(passwords, scope=self.paths.scope)
             if not changed and not self.reload_pending:
                 return 0
             self.reload_pending = True  # until pgbouncer has been told: a failed reload is tried again
-            pid = target.reload()
+            pid = target.reload(scope=self.paths.scope)
             self.reload_pending = False
         except PgiamError as err:
             self.log(f"pgbouncer: {err.message}" + (f" (hint: {err.hint})" if err.hint else ""))

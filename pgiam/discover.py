@@ -466,7 +466,7 @@ def add_endpoints(paths: Paths, report: DiscoverReport, user: str, dbname: str |
     if not rows:
         raise ConfigError("no IAM-enabled PostgreSQL endpoint found: nothing to add",
                           "enable IAM database authentication on the instance, cluster or proxy first")
-    current = load_config(paths.config_file)
+    current = load_config(paths.config_file, scope=paths.scope)
     svcs = []
     for e in rows:
         a = services.ServiceArgs(name=e.name, host=e.host, user=user, port=str(e.port), dbname=dbname,

@@ -4,7 +4,7 @@ Every reader sees the old file or the new one, never a mix: write a temp file in
 the same directory, born with its final mode, fsync it, rename it over the
 target, fsync the directory. The temp file is removed on any failure.
 
-pgiam's own directories (registered by pgiam.paths.Paths) are checked before use: owned by
+pgiam's own directories (a Scope, built by pgiam.paths.Paths and passed in) are checked before use: owned by
 this user and writable by nobody else, else exit 5 naming the fix. Inside the state and data
 directories no symlink is ever followed (a planted `next-due -> ~/.bashrc` is replaced, never
 written through); the user's own files (~/.pgpass, the service file, the config) keep their
@@ -22,6 +22,7 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pgiam.errors import EnvironmentProblem, FileError, LockedError
@@ -38,11 +39,6 @@ def _hint_for(err: OSError, directory: Path) -> str:
     return "fix the file system problem above, then run the command again"
 
 
-_CHECKED: set[tuple[Path, ...]] = set()  # pgiam's own directories (config, state, data), checked together
-_NOFOLLOW: set[Path] = set()  # directories under which no symlink is followed (state, data)
-_HOMES: set[Path] = set()  # home directories, never created
-_KNOWN: dict[Path, frozenset[str]] = {}  # pgiam's own directories -> the names pgiam writes in them
-
 # In every directory pgiam creates (or adopts): `pgiam uninstall` removes only marked directories, and
 # in them only the files pgiam writes; a directory pgiam found is never adopted or removed whole.
 MARKER = ".pgiam-owned"
@@ -50,17 +46,24 @@ MARKER_TEXT = (b"pgiam created this directory. `pgiam uninstall --yes` removes t
                b"the directory if nothing else is left in it.\n")
 
 
-def own_directories(checked: Iterable[Path], nofollow: Iterable[Path], home: Path | None,
-                    known: Iterable[str] = ()) -> None:
-    """Register pgiam's own directories and the home directory (pgiam.paths.Paths does, for every Paths);
-    `known`: the names pgiam writes in them (an unmarked directory holding only those is adopted)."""
-    dirs = tuple(Path(os.path.abspath(p)) for p in checked)
-    _CHECKED.add(dirs)
-    _NOFOLLOW.update(Path(os.path.abspath(p)) for p in nofollow)
-    for d in dirs:
-        _KNOWN[d] = _KNOWN.get(d, frozenset()) | frozenset(known)
-    if home is not None:
-        _HOMES.add(Path(os.path.abspath(home)))
+@dataclass(frozen=True)
+class Scope:
+    """pgiam's own directories for one set of locations (pgiam.paths.Paths.scope builds it), passed to every
+    function here that writes, adopts, locks or reads under them: nothing about directories is kept in
+    the process, so one command's locations never change what another does.
+
+    `own`: pgiam's own directories (config unless the operator's, state, data), checked together before
+    any use; `nofollow`: those under which no symlink is followed (state, data); `home`: never created
+    (None: no home concerned); `known`: the names pgiam writes in its own directories (an unmarked
+    directory holding only those is adopted). Paths are absolute."""
+
+    own: tuple[Path, ...] = ()
+    nofollow: tuple[Path, ...] = ()
+    home: Path | None = None
+    known: frozenset[str] = frozenset()
+
+
+NOWHERE = Scope()  # files outside any pgiam location: only the rules every file gets (atomic, FIFO-safe...)
 
 
 def is_marked(directory: Path) -> bool:
@@ -77,12 +80,12 @@ def foreign_entries(directory: Path, known: Iterable[str]) -> list[str]:
         return []
 
 
-def adopt(directory: Path, known: Iterable[str]) -> None:
+def adopt(directory: Path, *, scope: Scope) -> None:
     """Make an existing `directory` pgiam's: only when marked already, empty, or holding only files pgiam
-    writes (0.2.0 made its directories without a marker); anything else is refused (exit 5), not adopted."""
+    writes (scope.known; 0.2.0 made its directories without a marker); anything else is refused (exit 5)."""
     if is_marked(directory):
         return
-    foreign = foreign_entries(directory, known)
+    foreign = foreign_entries(directory, scope.known)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise FileError(
@@ -90,11 +93,11 @@ def adopt(directory: Path, known: Iterable[str]) -> None:
             "as its own directory",
             f"move those files out of {directory} (or the directory away: mv {directory} {directory}.old), or point "
             "pgiam elsewhere (PGIAM_STATE_DIR, XDG_STATE_HOME, XDG_DATA_HOME, XDG_CONFIG_HOME)")
-    _mark(directory)
+    _mark(directory, scope)
 
 
-def _mark(directory: Path) -> None:
-    _replace(directory / MARKER, MARKER_TEXT, 0o600)
+def _mark(directory: Path, scope: Scope) -> None:
+    _replace(directory / MARKER, MARKER_TEXT, 0o600, scope)
 
 
 def _under(path: Path, dirs: Iterable[Path]) -> Path | None:
@@ -105,9 +108,9 @@ def _under(path: Path, dirs: Iterable[Path]) -> Path | None:
     return None
 
 
-def _nofollow(path: Path) -> bool:
+def _nofollow(path: Path, scope: Scope) -> bool:
     """Is `path` a file inside pgiam's state or data directory (never reached through a symlink)?"""
-    return _under(Path(os.path.abspath(path)).parent, _NOFOLLOW) is not None
+    return _under(Path(os.path.abspath(path)).parent, scope.nofollow) is not None
 
 
 def check_private_dir(path: Path) -> None:
@@ -132,13 +135,12 @@ def check_private_dir(path: Path) -> None:
                         f"chmod go-w {path} (pgiam creates it 0700)")
 
 
-def _check_dirs_of(path: Path) -> None:
+def _check_dirs_of(path: Path, scope: Scope) -> None:
     """Before using a pgiam directory, check all of them (config, state, data); refuse to create a missing home."""
-    for group in _CHECKED:
-        if _under(path, group) is not None:
-            for d in group:
-                check_private_dir(d)
-    _refuse_missing_home(path)
+    if _under(path, scope.own) is not None:
+        for d in scope.own:
+            check_private_dir(d)
+    _refuse_missing_home(path, scope.home)
 
 
 def _user(uid: int) -> str:
@@ -174,54 +176,54 @@ def refuse_foreign_home(home: Path, files: Iterable[Path], argv: Iterable[str] =
                     f"`sudo -H pgiam {args}`")
 
 
-def _refuse_missing_home(path: Path) -> None:
-    for home in _HOMES:
-        if _under(path, [home]) is not None and os.path.isdir(home):
+def _refuse_missing_home(path: Path, home: Path | None) -> None:
+    if home is not None and _under(path, [home]) is not None:
+        if os.path.isdir(home):
             refuse_foreign_home(home, [path])
-        if _under(path, [home]) is not None and not os.path.isdir(home):
+        else:
             raise EnvironmentProblem(
                 f"the home directory {home} does not exist, and pgiam needs {path} under it",
                 "set HOME to an existing directory (pgiam never creates it), or give every location explicitly: "
                 "PGPASSFILE, PGSERVICEFILE, XDG_CONFIG_HOME, XDG_STATE_HOME and XDG_DATA_HOME")
 
 
-def resolve_target(path: Path) -> Path:
+def resolve_target(path: Path, *, scope: Scope) -> Path:
     """The file a write to `path` must replace: a symlink's final target, else `path`.
 
-    Inside pgiam's state and data directories a symlink is not followed: it is the file replaced."""
-    if path.is_symlink() and not _nofollow(path):
+    Inside pgiam's state and data directories (scope.nofollow) a symlink is not followed: it is the file replaced."""
+    if path.is_symlink() and not _nofollow(path, scope):
         return Path(os.path.realpath(path))
     return path
 
 
-def ensure_private_dir(path: Path) -> None:
+def ensure_private_dir(path: Path, *, scope: Scope) -> None:
     """Create `path` (and parents) with mode 0700, whatever the umask; check pgiam's own directories.
 
-    pgiam's own directory at or above `path` is created and marked, or adopted (see adopt); each
-    directory pgiam creates below it is marked too."""
+    pgiam's own directory (scope.own) at or above `path` is created and marked, or adopted (see adopt);
+    each directory pgiam creates below it is marked too."""
     path = Path(os.path.abspath(path))
-    _check_dirs_of(path)
-    own = max((d for d in _KNOWN if d == path or d in path.parents), key=lambda d: len(d.parts), default=None)
+    _check_dirs_of(path, scope)
+    own = max((d for d in scope.own if d == path or d in path.parents), key=lambda d: len(d.parts), default=None)
     if own is None:
         _mkdir(path)
         return
     if own.is_dir():
-        adopt(own, _KNOWN[own])
+        adopt(own, scope=scope)
     else:
         _mkdir(own)
-        _check_dirs_of(own)
-        _mark(own)
+        _check_dirs_of(own, scope)
+        _mark(own, scope)
     for d in reversed(path.parents[:len(path.parts) - len(own.parts) - 1]):
-        _mkdir_marked(d)
+        _mkdir_marked(d, scope)
     if path != own:
-        _mkdir_marked(path)
-    _check_dirs_of(path)
+        _mkdir_marked(path, scope)
+    _check_dirs_of(path, scope)
 
 
-def _mkdir_marked(path: Path) -> None:
+def _mkdir_marked(path: Path, scope: Scope) -> None:
     if not path.is_dir():
         _mkdir(path)
-        _mark(path)
+        _mark(path, scope)
 
 
 def _mkdir(path: Path) -> None:
@@ -253,9 +255,10 @@ def no_interrupts() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def read_bytes(path: Path) -> bytes | None:
-    """The file's bytes, or None when it does not exist. Never creates anything."""
-    nofollow = os.O_NOFOLLOW if _nofollow(path) else 0
+def read_bytes(path: Path, *, scope: Scope) -> bytes | None:
+    """The file's bytes, or None when it does not exist. Never creates anything; never reached through
+    a symlink inside pgiam's state and data directories (scope.nofollow)."""
+    nofollow = os.O_NOFOLLOW if _nofollow(path, scope) else 0
     try:
         # O_NONBLOCK: opening a FIFO put where the file should be must not hang pgiam (issue 7).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
@@ -296,12 +299,12 @@ def _symlink_refused(path: Path) -> FileError:
                      f"remove it (rm {path}); pgiam writes a regular file there")
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, scope: Scope) -> Path:
     """Replace the file at `path` (or its symlink's target) with `data`, atomically; return the target.
 
     Once the rename is done the file is replaced: a failing fsync of the directory afterwards is
     reported as exactly that, not as a failed write."""
-    target = _replace(path, data, mode)
+    target = _replace(path, data, mode, scope)
     try:
         _fsync_dir(target.parent)
     except OSError as err:
@@ -310,9 +313,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
     return target
 
 
-def _replace(path: Path, data: bytes, mode: int) -> Path:
+def _replace(path: Path, data: bytes, mode: int, scope: Scope) -> Path:
     """Write a temp file and rename it over `path` (or its symlink's target); no directory fsync."""
-    target, tmp = _stage(path, data, mode)
+    target, tmp = _stage(path, data, mode, scope)
     try:
         os.replace(tmp, target)
     except OSError as err:
@@ -328,12 +331,12 @@ def _temp_name(target: Path, suffix: str = "") -> Path:
     return target.parent / f".{target.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}{suffix}"
 
 
-def _stage(path: Path, data: bytes, mode: int) -> tuple[Path, Path]:
+def _stage(path: Path, data: bytes, mode: int, scope: Scope) -> tuple[Path, Path]:
     """Write `data` to a new temp file beside `path`'s target, synced; return (target, temp file)."""
-    _check_dirs_of(path)
-    target = resolve_target(path)
+    _check_dirs_of(path, scope)
+    target = resolve_target(path, scope=scope)
     try:
-        st = os.lstat(target) if _nofollow(target) else os.stat(target)
+        st = os.lstat(target) if _nofollow(target, scope) else os.stat(target)
     except FileNotFoundError:
         st = None
     except OSError as err:
@@ -400,15 +403,16 @@ def _keep_owner(fd: int, path: Path, st: os.stat_result) -> None:
                         f"run pgiam as a member of that group, or change the file's group: chgrp {os.getegid()} {path}") from None
 
 
-def mode_of(path: Path, default: int = 0o600) -> int:
+def mode_of(path: Path, default: int = 0o600, *, scope: Scope) -> int:
     """The permission bits of the file a write to `path` replaces (kept on rewrite), else `default`."""
     try:
-        return stat.S_IMODE(os.stat(resolve_target(path)).st_mode)
+        return stat.S_IMODE(os.stat(resolve_target(path, scope=scope)).st_mode)
     except OSError:
         return default
 
 
-def write_all(changes: Sequence[tuple[Path, bytes | None, int]], journal: Path | None = None) -> list[Path]:
+def write_all(changes: Sequence[tuple[Path, bytes | None, int]], journal: Path | None = None, *,
+              scope: Scope) -> list[Path]:
     """Write (or, for None, delete) several files all or nothing; if one fails, put back the others, then raise.
 
     Every new file is first written to a synced temp file, and every file replaced gets a second name
@@ -425,15 +429,15 @@ def write_all(changes: Sequence[tuple[Path, bytes | None, int]], journal: Path |
         try:
             for path, data, mode in changes:
                 if data is None:
-                    _check_dirs_of(path)
+                    _check_dirs_of(path, scope)
                     target, tmp = Path(os.path.abspath(path)), None  # a symlink goes, not its target
                     if not os.path.lexists(target):
                         continue
                 else:
-                    target, tmp = _stage(path, data, mode)
+                    target, tmp = _stage(path, data, mode, scope)
                 staged.append((path, target, tmp, None))
             for i, (p, t, tmp, _) in enumerate(staged):
-                staged[i] = (p, t, tmp, _keep_old(p, t))
+                staged[i] = (p, t, tmp, _keep_old(p, t, scope))
             dirs = list(dict.fromkeys(t.parent for _, t, _, _ in staged))
             for directory in dirs:
                 _sync_or_undo(directory)
@@ -441,7 +445,7 @@ def write_all(changes: Sequence[tuple[Path, bytes | None, int]], journal: Path |
                 record = {"version": 1, "pid": os.getpid(),
                           "files": [{"target": str(t), "new": str(tmp) if tmp else None, "old": str(old) if old else None}
                                     for _, t, tmp, old in staged]}
-                atomic_write(journal, json.dumps(record).encode() + b"\n", 0o600)
+                atomic_write(journal, json.dumps(record).encode() + b"\n", 0o600, scope=scope)
             for path, target, tmp, old in staged:
                 try:
                     if tmp is None:
@@ -489,7 +493,7 @@ def _sync_or_undo(directory: Path) -> None:
                         "pgiam put back every file it had changed", _hint_for(err, directory)) from None
 
 
-def _keep_old(path: Path, target: Path) -> Path | None:
+def _keep_old(path: Path, target: Path, scope: Scope) -> Path | None:
     """A second name for the file about to be replaced (None: there is none): a hard link, else a copy."""
     if not os.path.lexists(target):
         return None
@@ -499,20 +503,20 @@ def _keep_old(path: Path, target: Path) -> Path | None:
         return old
     except OSError:
         pass  # a file system without hard links: copy it, mode and owner kept
-    data = read_bytes(path)
+    data = read_bytes(path, scope=scope)
     if data is None:
         return None
-    _, tmp = _stage(path, data, stat.S_IMODE(os.lstat(target).st_mode))
+    _, tmp = _stage(path, data, stat.S_IMODE(os.lstat(target).st_mode), scope)
     os.replace(tmp, old)
     return old
 
 
-def recover(journal: Path, beside: Iterable[Path]) -> list[Path]:
+def recover(journal: Path, beside: Iterable[Path], *, scope: Scope) -> list[Path]:
     """Undo a commit that a killed pgiam left half-done (its journal), then remove the temp files that
     dead writers left beside the files in `beside` (they may hold tokens). Call holding pgiam's lock.
     Returns the files put back."""
     put_back: list[Path] = []
-    raw = read_bytes(journal)
+    raw = read_bytes(journal, scope=scope)
     if raw is not None:
         try:
             files = json.loads(raw)["files"]
@@ -544,13 +548,13 @@ def recover(journal: Path, beside: Iterable[Path]) -> list[Path]:
         os.unlink(journal)
         _fsync_dir(journal.parent)
     for path in (*beside, journal):
-        remove_stale_temps(path, only_dead=True)
+        remove_stale_temps(path, only_dead=True, scope=scope)
     return put_back
 
 
-def stale_temps(path: Path) -> list[Path]:
+def stale_temps(path: Path, *, scope: Scope) -> list[Path]:
     """The temp files of writers that are no longer running, beside `path`'s target."""
-    target = resolve_target(path)
+    target = resolve_target(path, scope=scope)
     prefix = f".{target.name}{TMP_MARK}"
     try:
         names = os.listdir(target.parent)
@@ -581,10 +585,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temps(path: Path, only_dead: bool = False) -> int:
+def remove_stale_temps(path: Path, only_dead: bool = False, *, scope: Scope) -> int:
     """Remove temp files a killed writer left beside `path` (only_dead: only those of writers no longer
     running); call only while holding the lock."""
-    target = resolve_target(path)
+    target = resolve_target(path, scope=scope)
     prefix = f".{target.name}{TMP_MARK}"
     removed = 0
     try:
@@ -600,14 +604,14 @@ def remove_stale_temps(path: Path, only_dead: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def locked(lock_path: Path, wait: float) -> Iterator[None]:
+def locked(lock_path: Path, wait: float, *, scope: Scope) -> Iterator[None]:
     """Hold pgiam's one lock; wait at most `wait` seconds (0: give up at once) or raise LockedError."""
-    ensure_private_dir(lock_path.parent)
+    ensure_private_dir(lock_path.parent, scope=scope)
     deadline = time.monotonic() + wait
     for attempt in range(100):
         if attempt == 99:
             raise LockedError(f"the lock file {lock_path} keeps being replaced", "stop whatever deletes or replaces it")
-        fd = _open_lock(lock_path)
+        fd = _open_lock(lock_path, scope)
         try:
             _flock(fd, max(0.0, deadline - time.monotonic()), f"the lock {lock_path}", lambda: _read_holder(fd))
         except BaseException:
@@ -640,9 +644,9 @@ def check_locks() -> None:
 
 
 @contextlib.contextmanager
-def locked_directory(path: Path, wait: float) -> Iterator[None]:
+def locked_directory(path: Path, wait: float, *, scope: Scope) -> Iterator[None]:
     """Hold a flock on the directory `path` itself: a second lock that creates no file."""
-    ensure_private_dir(path)
+    ensure_private_dir(path, scope=scope)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
@@ -654,14 +658,14 @@ def locked_directory(path: Path, wait: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _open_lock(lock_path: Path) -> int:
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_NOFOLLOW if _nofollow(lock_path) else 0)
+def _open_lock(lock_path: Path, scope: Scope) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_NOFOLLOW if _nofollow(lock_path, scope) else 0)
     try:
         return os.open(lock_path, flags, 0o600)
     except IsADirectoryError:
         raise FileError(f"the lock file {lock_path} is a directory", f"remove it (rmdir {lock_path}); pgiam creates a file there") from None
     except OSError as err:
-        if err.errno == errno.ELOOP and _nofollow(lock_path):
+        if err.errno == errno.ELOOP and _nofollow(lock_path, scope):
             raise _symlink_refused(lock_path) from None
         raise FileError(f"cannot open lock file {lock_path}: {err.strerror}", _hint_for(err, lock_path.parent)) from None
 

@@ -35,11 +35,11 @@ def slot(paths: Paths, wait: float) -> Iterator[bool]:
     path = paths.state_dir
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(locked_directory(path, 0))
+            stack.enter_context(locked_directory(path, 0, scope=paths.scope))
             waited = False
         except LockedError as err:
             if not wait:
                 raise MintBusy(err.message, err.hint) from None
-            stack.enter_context(locked_directory(path, wait))
+            stack.enter_context(locked_directory(path, wait, scope=paths.scope))
             waited = True
         yield waited

@@ -7,12 +7,17 @@ with no `~` expansion anywhere). The import-light fast path reads the same funct
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgiam import facts
 from pgiam.errors import UsageError
+
+if TYPE_CHECKING:
+    from pgiam import fileio
 
 APP = facts.APP
 
@@ -30,12 +35,18 @@ class Paths:
     # one pgiam created, so it keeps the rules of the user's own files (like ~/.pgpass's directory).
     own_config_dir: bool = True
 
-    def __post_init__(self) -> None:
-        # pgiam's own directories are checked (owner, no group/world write) before use, and no symlink
-        # is followed inside the state and data directories; the home directory is never created.
+    @functools.cached_property
+    def scope(self) -> "fileio.Scope":
+        """What pgiam.fileio needs to know of these locations, passed to it by every caller: pgiam's own
+        directories are checked (owner, no group/world write) before use, no symlink is followed inside
+        the state and data directories, and the home directory is never created."""
         from pgiam import fileio
 
-        fileio.own_directories(self.own_dirs, [self.state_dir, self.data_dir], self.home, self.own_names)
+        def absolute(paths: list[Path]) -> tuple[Path, ...]:
+            return tuple(Path(os.path.abspath(p)) for p in paths)
+
+        return fileio.Scope(own=absolute(self.own_dirs), nofollow=absolute([self.state_dir, self.data_dir]),
+                            home=Path(os.path.abspath(self.home)), known=self.own_names)
 
     @property
     def own_dirs(self) -> list[Path]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgiam.errors import ConfigError, EnvironmentProblem, FileError
-from pgiam.fileio import TMP_MARK, read_bytes, resolve_target
+from pgiam.fileio import TMP_MARK, Scope, read_bytes, resolve_target
 
 BEGIN = "; pgiam:begin (lines up to pgiam:end are rewritten by `pgiam run`; put your own lines below)"
 END = "; pgiam:end"
@@ -136,21 +136,21 @@ class Target:
     auth_file: Path
     pidfile: Path | None = None
 
-    def sync(self, passwords: Mapping[str, str]) -> bool:
+    def sync(self, passwords: Mapping[str, str], *, scope: Scope) -> bool:
         """Write pgiam's block when it differs from `passwords`; True when the file changed."""
-        data = read_bytes(self.auth_file)
+        data = read_bytes(self.auth_file, scope=scope)
         text = "" if data is None else data.decode("utf-8", "surrogateescape")
         new = merge(text, passwords, self.auth_file)
         if new == text:
             return False
-        write_shared(self.auth_file, new.encode("utf-8", "surrogateescape"))
+        write_shared(self.auth_file, new.encode("utf-8", "surrogateescape"), scope=scope)
         return True
 
-    def reload(self) -> int | None:
+    def reload(self, *, scope: Scope) -> int | None:
         """SIGHUP pgbouncer (its pidfile's pid); the pid, or None when no pidfile was given."""
         if self.pidfile is None:
             return None
-        raw = read_bytes(self.pidfile)
+        raw = read_bytes(self.pidfile, scope=scope)
         if raw is None:
             raise FileError(f"pgbouncer's pidfile {self.pidfile} does not exist; pgbouncer was not reloaded",
                             "start pgbouncer (with pidfile set in pgbouncer.ini), or fix --pgbouncer-pidfile")
@@ -169,7 +169,7 @@ class Target:
         return pid
 
 
-def write_shared(path: Path, data: bytes) -> None:
+def write_shared(path: Path, data: bytes, *, scope: Scope) -> None:
     """Replace `path` atomically, keeping its owner, group and mode minus any bits for others.
 
     pgbouncer runs as its own account: the file must stay readable by it and by nobody else.
@@ -177,7 +177,7 @@ def write_shared(path: Path, data: bytes) -> None:
     file's owner (root only) and group before the first byte, so no one else can read it even briefly.
     A new file is 0600: run pgiam as pgbouncer's account, or create the file with the group you want.
     """
-    target = resolve_target(path)
+    target = resolve_target(path, scope=scope)
     try:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:

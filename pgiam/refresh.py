@@ -300,9 +300,9 @@ def write_notice(paths: Paths, line: str) -> None:
     from pgiam.scrub import redact
 
     clean = "".join(c if c.isprintable() else " " for c in redact(line))[:500]
-    atomic_write(paths.notice_file, (clean + "\n").encode(), 0o600)
+    atomic_write(paths.notice_file, (clean + "\n").encode(), 0o600, scope=paths.scope)
 
 
 def status(paths: Paths, now: float) -> tuple[Config, store.Snapshot]:
     """Config and the files, for `pgiam status`; reads only."""
-    return load_config(paths.config_file), store.read(paths)
+    return load_config(paths.config_file, scope=paths.scope), store.read(paths)

@@ -59,7 +59,7 @@ def build(paths: Paths, a: ServiceArgs, current: Config, notices: list[str] | No
         # carry no AWS_PROFILE) sign with the same identity; else [defaults] profile, read live.
         profile=cfg.check_profile(profile) if (profile := a.profile or os.environ.get("AWS_PROFILE")) else None,
         via=cfg.parse_via(a.via) if a.via else None,
-        sslrootcert=check_ca_file(cfg.check_path("sslrootcert", _abs(a.sslrootcert))) if a.sslrootcert else None,
+        sslrootcert=check_ca_file(cfg.check_path("sslrootcert", _abs(a.sslrootcert)), paths) if a.sslrootcert else None,
         require_auth=a.require_auth,
     )
 
@@ -108,11 +108,11 @@ def _abs(path: str) -> str:
     return path if path == "system" else os.path.abspath(path)
 
 
-def check_ca_file(path: str) -> str:
+def check_ca_file(path: str, paths: Paths) -> str:
     """An --sslrootcert that exists and holds a PEM certificate (libpq would fail every connection otherwise)."""
     if path == "system":
         return path
-    head = read_bytes(Path(path))  # FIFO-safe; a directory or unreadable file is a FileError
+    head = read_bytes(Path(path), scope=paths.scope)  # FIFO-safe; a directory or unreadable file is a FileError
     if head is None:
         raise UsageError(f"sslrootcert {path} does not exist", "give the CA bundle file that signed the server's certificate")
     # OpenSSL's PEM reader (used by libpq's SSL_CTX_load_verify_locations) takes these three labels.
@@ -134,7 +134,7 @@ def check_conflicts(paths: Paths, config: Config, svc: Service, replace: bool, a
             (f"run `{again}` to replace it" if again else f"use `pgiam add {svc.name} --replace ...` to change it")
             + f", or `pgiam remove {svc.name}` first",
         )
-    text = store.decode(read_bytes(paths.service_file))
+    text = store.decode(read_bytes(paths.service_file, scope=paths.scope))
     with store.naming(paths.service_file):
         sections = servicefile.foreign_sections(text)
     for sec in sections:
@@ -174,14 +174,14 @@ def add_all(paths: Paths, svcs: list[tuple[Service, bool]], now: float, mint: Mi
             replace: bool = False, wait: float | None = None) -> Result:
     """`add` for several services (`pgiam discover --add`): every one is written, or none."""
     wait = lock_wait() if wait is None else wait
-    current = load_config(paths.config_file)
+    current = load_config(paths.config_file, scope=paths.scope)
     for svc, _ in svcs:
         check_conflicts(paths, current, svc, replace)
     # Minted before the lock, and before anything is written: one failure leaves every file as it was.
     minted: dict[str, Minted] = {svc.name: mint(svc) for svc, _ in svcs} if mint else {}
     result = Result()
     with store.lock(paths, wait):
-        config = load_config(paths.config_file)
+        config = load_config(paths.config_file, scope=paths.scope)
         text = _config_text(paths)
         for svc, explicit_region in svcs:
             check_conflicts(paths, config, svc, replace)
@@ -200,7 +200,7 @@ def add_all(paths: Paths, svcs: list[tuple[Service, bool]], now: float, mint: Mi
                 result.outcomes.append(Outcome(svc.name, "renewed", m.expires_at))
             else:
                 states.pop(svc.name, None)
-        changes = [(paths.config_file, text.encode(), mode_of(paths.config_file)), *changes, *store.plan_state(paths, new_config, states, now)]
+        changes = [(paths.config_file, text.encode(), mode_of(paths.config_file, scope=paths.scope)), *changes, *store.plan_state(paths, new_config, states, now)]
         store.commit(paths, changes, new_config)
     return result
 
@@ -210,7 +210,7 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
     wait = lock_wait() if wait is None else wait
     result = Result()
     with store.lock(paths, wait):
-        config = load_config(paths.config_file)
+        config = load_config(paths.config_file, scope=paths.scope)
         snap = store.read(paths)
         if name not in config.services and name not in snap.sections:
             raise store.no_such_service(paths, name)
@@ -219,7 +219,7 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
         if name in config.services:
             text = cfg.render_without_service(_config_text(paths), name, paths.config_file)
             new_config = cfg.parse_config(text, paths.config_file)
-            changes.append((paths.config_file, text.encode(), mode_of(paths.config_file)))
+            changes.append((paths.config_file, text.encode(), mode_of(paths.config_file, scope=paths.scope)))
         changes += store.plan_libpq(paths, new_config, {}, result.notices)
         changes += store.plan_state(paths, new_config, snap.states, now)
         store.commit(paths, changes, new_config)
@@ -227,5 +227,5 @@ def remove(paths: Paths, name: str, now: float, wait: float | None = None) -> Re
 
 
 def _config_text(paths: Paths) -> str:
-    data = read_bytes(paths.config_file)
+    data = read_bytes(paths.config_file, scope=paths.scope)
     return "" if data is None else data.decode("utf-8")

@@ -22,7 +22,7 @@ def token_label(due: bool, reason: str, expires: float | None, now: float) -> st
 
 
 def report(paths: Paths, now: float, names: Iterable[str] | None = None) -> StatusReport:
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     chosen = store.select(paths, config, names)
     snap = store.read(paths)
     margin = config.defaults.renewal_margin

@@ -146,9 +146,9 @@ def _stamps(paths: Paths) -> tuple[Stamp, ...]:
 
 def read(paths: Paths) -> Snapshot:
     stamps = _stamps(paths)  # before reading: a change made while reading shows as a changed stamp later
-    pg_data = read_bytes(paths.pgpass)
-    sv_data = read_bytes(paths.service_file)
-    state_data = read_bytes(paths.state_file)
+    pg_data = read_bytes(paths.pgpass, scope=paths.scope)
+    sv_data = read_bytes(paths.service_file, scope=paths.scope)
+    state_data = read_bytes(paths.state_file, scope=paths.scope)
     pg, sv = decode(pg_data), decode(sv_data)
     with naming(paths.pgpass):
         tokens = pgpass.parse_tokens(pg)
@@ -171,7 +171,7 @@ def load(paths: Paths) -> tuple[Config, Stamp]:
     from pgiam.config import load_config
 
     at = stamp(paths.config_file)
-    return load_config(paths.config_file), at
+    return load_config(paths.config_file, scope=paths.scope), at
 
 
 def reload(paths: Paths, config: Config, at: Stamp) -> tuple[Config, Stamp]:
@@ -217,7 +217,7 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
     `snap`: the files as this command read them (read here when not given).
     """
     for p in (paths.pgpass, paths.service_file, paths.state_file, paths.config_file, paths.next_due_file):
-        remove_stale_temps(p)
+        remove_stale_temps(p, scope=paths.scope)
     if snap is None:
         snap = read(paths)
     changes: list[Change] = []
@@ -229,7 +229,7 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
         new_text = pgpass.merge(text, tokens)
     loose = False
     if snap.pgpass_exists:
-        st = os.stat(resolve_target(paths.pgpass))
+        st = os.stat(resolve_target(paths.pgpass, scope=paths.scope))
         if not stat.S_ISREG(st.st_mode):
             raise FileError(f"{paths.pgpass} is not a regular file", f"point PGPASSFILE at a regular file, or move {paths.pgpass} away")
         loose = bool(st.st_mode & 0o077)
@@ -248,8 +248,8 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
         new_text = servicefile.merge(text, entries, drop_foreign)
     if new_text != text:
         exists = snap.service_file_exists
-        mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file)).st_mode) if exists else 0o600
-        if exists and (n := os.stat(resolve_target(paths.service_file)).st_nlink) > 1:
+        mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file, scope=paths.scope)).st_mode) if exists else 0o600
+        if exists and (n := os.stat(resolve_target(paths.service_file, scope=paths.scope)).st_nlink) > 1:
             notices.append(f"{paths.service_file} has {n - 1} other hard link(s); pgiam replaces the file, so "
                            "those names keep the old entries (use a symlink to share it)")
         changes.append((paths.service_file, encode(new_text), mode))
@@ -274,12 +274,12 @@ def plan_state(paths: Paths, config: Config, states: Mapping[str, ServiceState],
     kept = {n: s for n, s in states.items() if n in config.services}
     changes: list[Change] = []
     new = render_state(kept)
-    if (snap.state_data if snap is not None else read_bytes(paths.state_file)) != new:
+    if (snap.state_data if snap is not None else read_bytes(paths.state_file, scope=paths.scope)) != new:
         changes.append((paths.state_file, new, 0o600))
     due = next_due(kept, list(config.services), config.defaults.renewal_margin, now)
     if due is not None:
         data = render_next_due(due, config.defaults.renewal_margin)
-        if force or changes or read_bytes(paths.next_due_file) != data or _stale(paths):
+        if force or changes or read_bytes(paths.next_due_file, scope=paths.scope) != data or _stale(paths):
             changes.append((paths.next_due_file, data, 0o600))
     return changes
 
@@ -306,14 +306,14 @@ def commit(paths: Paths, changes: list[Change], config: Config) -> list[Path]:
 
     if not changes and config.services:
         return []
-    ensure_private_dir(paths.state_dir)  # the journal lives there
+    ensure_private_dir(paths.state_dir, scope=paths.scope)  # the journal lives there
     if any(p == paths.config_file for p, _, _ in changes):
-        ensure_private_dir(paths.config_dir)
+        ensure_private_dir(paths.config_dir, scope=paths.scope)
     with no_interrupts():  # the writes, a rollback and the next-due removal are never cut in half
         extra: list[tuple[Path, bytes | None, int]] = []
         if not config.services:  # no services: nothing is ever due, and the hooks stay silent
             extra.append((paths.next_due_file, None, 0o600))
-        return write_all([*changes, *extra], journal=paths.journal_file)
+        return write_all([*changes, *extra], journal=paths.journal_file, scope=paths.scope)
 
 
 def _beside(paths: Paths) -> list[Path]:
@@ -333,7 +333,7 @@ def recover(paths: Paths) -> list[Path]:
 
     if not os.path.isdir(paths.state_dir):
         return []  # the lock lives there, and so would a journal: nothing write_all left
-    if not os.path.lexists(paths.journal_file) and not any(stale_temps(p) for p in [*_beside(paths), paths.journal_file]):
+    if not os.path.lexists(paths.journal_file) and not any(stale_temps(p, scope=paths.scope) for p in [*_beside(paths), paths.journal_file]):
         return []
     try:
         with lock(paths, 0) as put_back:
@@ -348,5 +348,5 @@ def lock(paths: Paths, wait: float) -> Iterator[list[Path]]:
     put back are yielded)."""
     from pgiam.fileio import locked, recover as undo
 
-    with locked(paths.lock_file, wait):
-        yield undo(paths.journal_file, _beside(paths))
+    with locked(paths.lock_file, wait, scope=paths.scope):
+        yield undo(paths.journal_file, _beside(paths), scope=paths.scope)

@@ -564,9 +564,9 @@ def install(paths: Paths, *, method: str | None, every: int | None, enable: bool
                                      "use --systemd or --cron here, or --no-enable to only write the plist")
         plist = launchd.plist_path(paths)
         data = launchd.render_plist([*exe, *REFRESH_ARGS], every, carried, launchd.log_path(paths))
-        ensure_private_dir(paths.state_dir)  # launchd creates the log file, not its directory
+        ensure_private_dir(paths.state_dir, scope=paths.scope)  # launchd creates the log file, not its directory
         plist.parent.mkdir(parents=True, exist_ok=True)
-        written: tuple[Path, ...] = (atomic_write(plist, data, mode=0o644),)
+        written: tuple[Path, ...] = (atomic_write(plist, data, mode=0o644, scope=paths.scope),)
         if enable:
             where = launchd.load(plist, uid)
             notes.append(f"loaded into launchd's {where} domain")
@@ -578,8 +578,8 @@ def install(paths: Paths, *, method: str | None, every: int | None, enable: bool
         if not reachable and enable:
             raise _no_manager()
         units = render_units(exe, every, carried)
-        ensure_private_dir(paths.systemd_user_dir)
-        written = tuple(atomic_write(paths.systemd_user_dir / name, text.encode(), mode=0o644)
+        ensure_private_dir(paths.systemd_user_dir, scope=paths.scope)
+        written = tuple(atomic_write(paths.systemd_user_dir / name, text.encode(), mode=0o644, scope=paths.scope)
                         for name, text in units.items())
         if enable:
             _systemctl("daemon-reload")

@@ -94,7 +94,7 @@ def plan(paths: Paths) -> Plan:
 
 
 def _changes(paths: Paths, path: Path) -> tuple[bytes, bytes] | None:
-    data = read_bytes(path)
+    data = read_bytes(path, scope=paths.scope)
     if data is None:
         return None
     text = data.decode("utf-8", "surrogateescape")
@@ -135,7 +135,7 @@ def run(paths: Paths, wait: float | None = None) -> Result:
             change = _changes(paths, path)
             if change is None:
                 continue
-            changes.append((path, change[1], stat.S_IMODE(os.stat(resolve_target(path)).st_mode)))
+            changes.append((path, change[1], stat.S_IMODE(os.stat(resolve_target(path, scope=paths.scope)).st_mode)))
             removed.append(f"pgiam's block in {path}")
             if not change[1].strip():
                 notes.append(f"{path} is now empty; delete it if nothing else uses it")
@@ -145,7 +145,7 @@ def run(paths: Paths, wait: float | None = None) -> Result:
             notes.append(f"{paths.config_file} (PGIAM_CONFIG) is yours: left as it is")
         elif not paths.config_dir.is_symlink() and paths.config_file.exists():
             changes.append((paths.config_file, None, 0o600))
-        write_all(changes, journal=paths.journal_file)
+        write_all(changes, journal=paths.journal_file, scope=paths.scope)
         if paths.own_config_dir and paths.config_dir.is_symlink():
             _remove_link(paths.config_dir, removed, notes)
     for d in _own_dirs(paths):

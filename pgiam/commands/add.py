@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
         name=args.name, host=args.host, user=args.user, port=args.port, dbname=args.dbname, region=args.region,
         profile=args.profile, via=args.via, sslrootcert=args.sslrootcert, require_auth=args.require_auth,
     )
-    current = load_config(paths.config_file)
+    current = load_config(paths.config_file, scope=paths.scope)
     notices: list[str] = []
     svc = services.build(paths, a, current, notices)  # a CNAME host becomes its AWS name, said in notices
     services.check_conflicts(paths, current, svc, args.replace)  # before any download

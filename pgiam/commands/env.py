@@ -49,7 +49,7 @@ def load_service(paths: Paths, name: str) -> Service:
     from pgiam import store
     from pgiam.config import load_config
 
-    svc = load_config(paths.config_file).services.get(name)
+    svc = load_config(paths.config_file, scope=paths.scope).services.get(name)
     if svc is None:
         raise store.no_such_service(paths, name)
     return svc

@@ -49,7 +49,7 @@ def run_pgadmin(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     from pgiam.commands.env import entry_keys
     from pgiam.config import load_config
 
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     names = store.select(paths, config, args.names)
     # The variables that choose pgiam's and libpq's files, as a timer carries them: pgAdmin starts the
     # command from its own environment, not this shell's.
@@ -69,7 +69,7 @@ def run_pgbouncer(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     from pgiam.errors import FileError, UsageError
     from pgiam.fileio import atomic_write, read_bytes
 
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     names = store.select(paths, config, args.names)
     pgbouncer_users({n: config.services[n] for n in names})  # one password per user in auth_file
     dbs, roots = [], []
@@ -91,12 +91,12 @@ def run_pgbouncer(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     else:
         pems = []
         for n, path in roots:
-            data = read_bytes(Path(path))
+            data = read_bytes(Path(path), scope=paths.scope)
             if data is None or b"-----BEGIN CERTIFICATE-----" not in data:
                 raise FileError(f"{n}: its CA file {path} {'is missing' if data is None else 'holds no PEM certificate'}",
                                 f"run `pgiam certs update`, or point the service at its CA (`pgiam add {n} ... --sslrootcert PATH --replace`)")
             pems.append((path, data))
-        ca_file = str(atomic_write(args.ca_file.absolute(), pgbouncer.merge_ca_files(pems), 0o644))
+        ca_file = str(atomic_write(args.ca_file.absolute(), pgbouncer.merge_ca_files(pems), 0o644, scope=paths.scope))
     out.print(pgbouncer.render_ini(dbs, ca_file).rstrip("\n"))
     return ExitCode.OK
 

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     from pgiam import hooks
     from pgiam.config import load_config
 
-    margin = load_config(paths.config_file).defaults.renewal_margin
+    margin = load_config(paths.config_file, scope=paths.scope).defaults.renewal_margin
     out.stdout.write(hooks.render_hook(args.shell, exe=exe(), next_due_file=paths.next_due_file,
                                        notice_file=paths.notice_file, margin=margin,
                                        # a commit journal newer than next-due: a pgiam was killed

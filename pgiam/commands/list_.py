@@ -19,7 +19,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     from pgiam.config import load_config
     from pgiam.reports import ListReport
 
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     if args.names:
         out.print(*config.services)
         return ExitCode.OK

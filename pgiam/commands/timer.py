@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     if args.action == "install":
         from pgiam.config import load_config
 
-        margin = load_config(paths.config_file).defaults.renewal_margin
+        margin = load_config(paths.config_file, scope=paths.scope).defaults.renewal_margin
         every = None if args.every is None else timer.parse_every(args.every)
         res = timer.install(paths, method=args.method, every=every, margin=margin,
                             enable=not args.no_enable, exe=exe(), env=os.environ)

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace, paths: Paths, out: Out) -> int:
     from pgiam.facts import config_stamp
 
     stamp = config_stamp(str(paths.config_file))  # before reading: a later edit invalidates the index
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     svc = config.services.get(args.name)
     if svc is None:
         raise store.no_such_service(paths, args.name)
@@ -85,6 +85,6 @@ def save_index(paths: Paths, config: Config, stamp: list[int] | None) -> None:
     data = render_token_index(stamp, config.defaults.renewal_margin,
                               {n: (s.host, s.port, s.dial_port, s.user, s.region) for n, s in config.services.items()})
     path = paths.token_index
-    if read_bytes(path) != data:
-        ensure_private_dir(paths.state_dir)
-        atomic_write(path, data, 0o600)
+    if read_bytes(path, scope=paths.scope) != data:
+        ensure_private_dir(paths.state_dir, scope=paths.scope)
+        atomic_write(path, data, 0o600, scope=paths.scope)

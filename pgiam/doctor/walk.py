@@ -39,7 +39,7 @@ def _lock_check(paths: Paths) -> list[Check]:
 def diagnose(paths: Paths, names: Iterable[str] | None, now: float, *, env: Mapping[str, str] | None = None,
              online: bool = False, python: str | None = None) -> DoctorReport:
     env = dict(os.environ if env is None else env)
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     chosen = store.select(paths, config, names)
     top: list[Check] = []
     v: LibpqVersion | None

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pgiam.errors import EnvironmentProblem, UsageError
-from pgiam.fileio import atomic_write, ensure_private_dir, locked
+from pgiam.fileio import Scope, atomic_write, ensure_private_dir, locked
 from pgiam.paths import Paths
 
 ENDPOINT_HOST = "sandbox.cluster-pgiam.us-east-1.rds.amazonaws.com"
@@ -86,6 +86,7 @@ class _Layout:
 
     sandbox: Path
     cluster: Path
+    scope: Scope  # pgiam's own directories (the sandbox lives in the state directory)
 
     @classmethod
     def of(cls, paths: Paths) -> "_Layout":
@@ -100,7 +101,7 @@ class _Layout:
             cluster = Path(recorded) if os.path.isabs(recorded) else sandbox / "no-cluster"
         else:
             cluster = sandbox / "cluster"
-        return cls(sandbox, cluster)
+        return cls(sandbox, cluster, paths.scope)
 
     info = property(lambda self: self.sandbox / "sandbox.json")
     credentials = property(lambda self: self.sandbox / "aws-credentials")
@@ -277,7 +278,7 @@ def _record_postmaster(layout: _Layout) -> None:
     if not pid or not _is_postmaster(pid, layout):
         raise EnvironmentProblem(f"the sandbox PostgreSQL started but its pid file names no postmaster of {layout.data}",
                                  f"see {layout.server_log}")
-    _write_private(layout.postgres_pid, f"{pid}\n".encode())
+    _write_private(layout, layout.postgres_pid, f"{pid}\n".encode())
 
 
 def _is_ldapd(pid: int) -> bool:
@@ -320,8 +321,8 @@ def _check_role_name(name: str) -> None:
         raise UsageError(f"role name {name!r} is longer than PostgreSQL's 63 bytes", "use a shorter name")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    atomic_write(path, data, mode=0o600)
+def _write_private(layout: _Layout, path: Path, data: bytes) -> None:
+    atomic_write(path, data, mode=0o600, scope=layout.scope)
 
 
 # ---- secrets and certificates (kept across down/up so service entries stay valid) ----
@@ -336,7 +337,7 @@ def _load_or_make_keys(layout: _Layout) -> tuple[str, str]:
     access = "AKIA" + "".join(secrets.choice(alnum) for _ in range(16))
     secret_alphabet = string.ascii_letters + string.digits + "+/"
     secret = "".join(secrets.choice(secret_alphabet) for _ in range(40))
-    _write_private(layout.keys, json.dumps({"access_key": access, "secret_key": secret}).encode())
+    _write_private(layout, layout.keys, json.dumps({"access_key": access, "secret_key": secret}).encode())
     return access, secret
 
 
@@ -346,7 +347,7 @@ def _write_credentials(layout: _Layout, access: str, secret: str) -> None:
         "# Written by pgiam sandbox: dummy keys that only the local sandbox accepts.\n"
         f"[{AWS_PROFILE}]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n"
     )
-    _write_private(layout.credentials, text.encode())
+    _write_private(layout, layout.credentials, text.encode())
 
 
 def _openssl(argv: list[str], cwd: Path) -> None:
@@ -429,7 +430,7 @@ def _start_ldapd(layout: _Layout, access: str, secret: str) -> int:
         "port_file": str(layout.ldapd_port),
     }
     # The secret key travels in this 0600 file, never in argv or the environment.
-    _write_private(layout.ldapd_conf, json.dumps(config).encode())
+    _write_private(layout, layout.ldapd_conf, json.dumps(config).encode())
     package_root = str(Path(__file__).resolve().parents[2])  # so `-m pgiam...` works from a checkout too
     env = minimal_env(PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
     err_fd = os.open(layout.ldapd_stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -491,8 +492,8 @@ def _make_cluster_dir(layout: _Layout) -> tuple[_Layout, _Runner]:
     `cluster`, which only this user can reach."""
     if os.geteuid() == 0:
         cluster = Path(tempfile.mkdtemp(prefix="pgiam-sandbox-", dir=_searchable_temp_dir()))
-        _write_private(layout.cluster_record, f"{cluster}\n".encode())
-        layout = _Layout(layout.sandbox, cluster)
+        _write_private(layout, layout.cluster_record, f"{cluster}\n".encode())
+        layout = _Layout(layout.sandbox, cluster, layout.scope)
     else:
         if layout.cluster.is_symlink() or (layout.cluster.exists() and not layout.cluster.is_dir()):
             raise EnvironmentProblem(f"{layout.cluster} is not a directory pgiam made", f"remove {layout.cluster}")
@@ -584,8 +585,8 @@ def _healthy(layout: _Layout, runner: _Runner, bins: dict[str, Path]) -> dict[st
 
 @contextlib.contextmanager
 def _sandbox_lock(layout: _Layout) -> Iterator[None]:
-    ensure_private_dir(layout.sandbox)
-    with locked(layout.lock, wait=TIMEOUT * 2):
+    ensure_private_dir(layout.sandbox, scope=layout.scope)
+    with locked(layout.lock, wait=TIMEOUT * 2, scope=layout.scope):
         yield
 
 
@@ -667,7 +668,7 @@ def up(paths: Paths, port: int | None = None, roles: Sequence[str] = ()) -> Sand
             "ldapd_port": ldap_port,
             "started": int(time.time()),
         }
-        atomic_write(layout.info, json.dumps(state, indent=2).encode() + b"\n", mode=0o600)
+        atomic_write(layout.info, json.dumps(state, indent=2).encode() + b"\n", mode=0o600, scope=layout.scope)
         return info
 
 

@@ -71,7 +71,7 @@ def down(paths: Paths) -> DownResult:
     from pgiam.sandbox import cluster
 
     stopped = cluster.down(paths)
-    removed = NAME in load_config(paths.config_file).services
+    removed = NAME in load_config(paths.config_file, scope=paths.scope).services
     if removed:
         services.remove(paths, NAME, time.time())
     return DownResult(stopped, removed)

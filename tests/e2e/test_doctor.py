@@ -235,10 +235,10 @@ def test_cname_to_an_aws_endpoint_is_named() -> None:
 
 def test_lock_held_by_another_pgiam_is_named(world: World) -> None:
     """README: `another pgiam (pid N) holds the lock` (exit 6)."""
-    from pgiam.fileio import locked
+    from pgiam.fileio import NOWHERE, locked
 
     lock = world.home / ".local" / "state" / "pgiam" / "lock"
-    with locked(lock, 0):
+    with locked(lock, 0, scope=NOWHERE):
         code, report = doctor(world, "sandbox")
     c = checks(report)["pgiam.lock"][0]
     assert c["status"] == "warn" and f"pid {os.getpid()}" in c["message"] and f"ps -p {os.getpid()}" in c["fix"]

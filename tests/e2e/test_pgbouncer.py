@@ -27,6 +27,7 @@ import pytest
 
 from pgiam import pgbouncer, pgpass
 from pgiam.errors import ConfigError
+from pgiam.fileio import NOWHERE
 from tests.e2e.conftest import World
 from tests.e2e.test_psql import info, sandbox_env, sandbox_keys
 from tests.e2e.test_run import Log, age_token
@@ -79,17 +80,17 @@ def test_sync_keeps_owner_and_group_and_drops_others(tmp_path: Path) -> None:
         pg = pwd.getpwnam("postgres")
         os.chown(f, pg.pw_uid, pg.pw_gid)
     before = os.stat(f)
-    assert pgbouncer.Target(f).sync({"iam_user": "tok"})
+    assert pgbouncer.Target(f).sync({"iam_user": "tok"}, scope=NOWHERE)
     after = os.stat(f)
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
     assert stat.S_IMODE(after.st_mode) == 0o640
     assert f.read_bytes().endswith(USERS_OWN) and sorted(p.name for p in f.parent.iterdir()) == ["userlist.txt"]
-    assert not pgbouncer.Target(f).sync({"iam_user": "tok"})  # unchanged: no write
+    assert not pgbouncer.Target(f).sync({"iam_user": "tok"}, scope=NOWHERE)  # unchanged: no write
 
 
 def test_new_auth_file_is_private(tmp_path: Path) -> None:
     f = tmp_path / "userlist.txt"
-    assert pgbouncer.Target(f).sync({"iam_user": "tok"})
+    assert pgbouncer.Target(f).sync({"iam_user": "tok"}, scope=NOWHERE)
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
     assert f.read_text() == f'{pgbouncer.BEGIN}\n"iam_user" "tok"\n{pgbouncer.END}\n'
 
@@ -261,7 +262,7 @@ def test_pgbouncer_logs_in_with_the_token_before_and_after_a_rotation(
     assert [o.status for o in res.outcomes] == ["renewed"]
     (t0,) = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
     target = pgbouncer.Target(b.userlist, b.pidfile)
-    assert target.sync({"pgiam_sandbox": t0}) and target.reload()
+    assert target.sync({"pgiam_sandbox": t0}, scope=NOWHERE) and target.reload(scope=NOWHERE)
     p = b.psql()
     assert p.returncode != 0, "pgbouncer still logged in with an expired token"
 
@@ -342,7 +343,7 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
     age_token(env, "sandbox", 900 - OLD_TOKEN_LEFT, monkeypatch)
     (t0,) = pgpass.parse_tokens(Path(env["PGPASSFILE"]).read_text()).values()
     target = pgbouncer.Target(b.userlist, b.pidfile)
-    assert target.sync({"pgiam_sandbox": t0}) and target.reload()
+    assert target.sync({"pgiam_sandbox": t0}, scope=NOWHERE) and target.reload(scope=NOWHERE)
     start = checker_log.stat().st_size
     runs = transactions = 0
 

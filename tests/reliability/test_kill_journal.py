@@ -65,7 +65,7 @@ def _foreign(home: Path) -> None:
 def agree(home: Path, root: Path) -> list[str]:
     """The services that config, service file and ~/.pgpass all name; fails when they disagree or a
     journal or temp file is left anywhere under `root`."""
-    config = load_config(home / ".config" / "pgiam" / "config.toml")
+    config = load_config(home / ".config" / "pgiam" / "config.toml", scope=fileio.NOWHERE)
     sv = (home / ".pg_service.conf").read_bytes().decode("utf-8", "surrogateescape")
     pg = (home / ".pgpass").read_bytes().decode("utf-8", "surrogateescape")
     assert set(servicefile.managed_names(sv)) == set(config.services)

@@ -213,11 +213,11 @@ def test_failed_directory_fsync_is_not_a_failed_replace(tmp_path: Path, monkeypa
     b.write_bytes(b"B0")
     monkeypatch.setattr(fileio.os, "fsync", fsync)
     with pytest.raises(FileError) as exc:
-        fileio.atomic_write(a, b"A1")
+        fileio.atomic_write(a, b"A1", scope=fileio.NOWHERE)
     assert "was replaced" in exc.value.message and a.read_bytes() == b"A1"
     a.write_bytes(b"A0")
     with pytest.raises(FileError) as exc:
-        fileio.write_all([(a, b"A1", 0o600), (b, b"B1", 0o600)])
+        fileio.write_all([(a, b"A1", 0o600), (b, b"B1", 0o600)], scope=fileio.NOWHERE)
     assert "put back every file" in exc.value.message
     assert (a.read_bytes(), b.read_bytes()) == (b"A0", b"B0")
 
@@ -408,11 +408,11 @@ def test_lock_file_deleted_while_held(home: Path) -> None:
     lock = home / "lockdir" / "lock"
     lock.parent.mkdir(mode=0o700)
     # 1. In-process holder whose lock file is deleted and recreated: its commit is refused, nothing written.
-    with fileio.locked(lock, 0):
+    with fileio.locked(lock, 0, scope=fileio.NOWHERE):
         lock.unlink()
         lock.write_text("")
         with pytest.raises(LockedError, match="deleted or replaced"):
-            fileio.write_all([(home / "f", b"x", 0o600)])
+            fileio.write_all([(home / "f", b"x", 0o600)], scope=fileio.NOWHERE)
     assert not (home / "f").exists()
     # 2. first holds the file; a waiter opens it and waits; the file is deleted; second creates and holds
     # a new one; first lets go. The waiter must not get in beside second.
@@ -420,7 +420,7 @@ def test_lock_file_deleted_while_held(home: Path) -> None:
     acquired = threading.Event()
 
     def waiter() -> None:
-        with fileio.locked(lock, 30):
+        with fileio.locked(lock, 30, scope=fileio.NOWHERE):
             acquired.set()
 
     t = threading.Thread(target=waiter)

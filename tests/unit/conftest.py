@@ -22,18 +22,6 @@ SLOW_MODULES = {
 
 
 @pytest.fixture(autouse=True)
-def fresh_directory_registry() -> None:
-    """Each test is a new "process" (as tests/conftest.py's isolated_env does for botocore sessions): every
-    pgiam.paths.Paths registers its directories in pgiam.fileio for the life of the process, and each file
-    operation checks the whole registry. Left to grow over a worker's thousand tests (each with its own tmp
-    HOME), the registry made the unit tier quadratic, and let one test's directories be checked in another."""
-    from pgiam import fileio
-
-    for registry in (fileio._CHECKED, fileio._NOFOLLOW, fileio._HOMES, fileio._KNOWN):
-        registry.clear()
-
-
-@pytest.fixture(autouse=True)
 def no_pgiam_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """The rule of this tier, kept: a test that would start pgiam's CLI as a process fails here (run it in
     process, or put it in tests/e2e). Helpers at the edges (a stand-in crontab, openssl, a shell) may run."""

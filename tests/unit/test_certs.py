@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pgiam import certs
+from pgiam import certs, fileio
 from pgiam.errors import EnvironmentProblem, FileError, NetworkError, UsageError
 from pgiam.libpq import LibpqVersion
 from pgiam.paths import Paths
@@ -424,8 +424,6 @@ def test_write_failure_keeps_bundle_and_sources(server: _Server, paths: Paths, m
     sources_before = (paths.certs_dir / "sources.json").read_bytes()
     import errno
 
-    from pgiam import fileio
-
     def read_only(src: object, dst: object) -> None:  # what a read-only file system answers (root ignores modes)
         raise OSError(errno.EROFS, "Read-only file system")
 
@@ -583,10 +581,10 @@ def test_bundle_write_failure_rolls_back_the_new_source(
     sources_before = (paths.certs_dir / "sources.json").read_bytes()
     real_write = certs.atomic_write
 
-    def failing_write(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    def failing_write(path: Path, data: bytes, mode: int = 0o600, *, scope: fileio.Scope) -> Path:
         if path.suffix == ".pem":
             raise FileError(f"cannot write {path}: No space left on device")
-        return real_write(path, data, mode)
+        return real_write(path, data, mode, scope=scope)
 
     monkeypatch.setattr(certs, "atomic_write", failing_write)
     with pytest.raises(FileError, match="No space"):

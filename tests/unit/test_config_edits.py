@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgiam.config import HEADER, load_config, render_with_service, render_without_service
+from pgiam.fileio import NOWHERE
 
 HOST = "db.cluster-abc.us-west-2.rds.amazonaws.com"
 
@@ -95,7 +96,7 @@ def test_a_new_file_gets_the_header(home: Path, run_cli: Any, ca_file: Path) -> 
     text = config_path(home).read_text()
     assert text.startswith(HEADER)
     assert run_cli("remove", "first")[0] == 0
-    assert load_config(config_path(home)).services == {}
+    assert load_config(config_path(home), scope=NOWHERE).services == {}
 
 
 def test_defaults_profile_is_read_live(home: Path, run_cli: Any, ca_file: Path) -> None:
@@ -125,11 +126,11 @@ def test_defaults_region_is_read_live(home: Path, run_cli: Any) -> None:
 
 def test_a_config_written_by_pgiam_0_1_keeps_working(home: Path, run_cli: Any, ca_file: Path) -> None:
     p = write_config(home, WRITTEN_BY_0_1)
-    assert load_config(p).services["prod"].profile == "corp-sso"
+    assert load_config(p, scope=NOWHERE).services["prod"].profile == "corp-sso"
     add(run_cli, ca_file, "second")
     assert p.read_text().startswith(WRITTEN_BY_0_1)
     assert run_cli("remove", "prod")[0] == 0
-    assert set(load_config(p).services) == {"second"}
+    assert set(load_config(p, scope=NOWHERE).services) == {"second"}
 
 
 def test_inline_and_dotted_service_tables_are_edited_too() -> None:

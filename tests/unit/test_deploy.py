@@ -20,6 +20,7 @@ import yaml
 from pgiam.cli import build_parser
 from pgiam.config import load_config
 from pgiam.errors import UsageError
+from pgiam.fileio import NOWHERE
 from pgiam.paths import Paths
 from tests.tools import require_tool
 
@@ -176,7 +177,7 @@ def test_sidecar_config_comes_from_the_configmap_and_is_valid(tmp_path: Path) ->
     text = d["ConfigMap"]["data"][config.name]
     f = tmp_path / config.name
     f.write_text(text)
-    cfg = load_config(f)
+    cfg = load_config(f, scope=NOWHERE)
     assert cfg.services and all(s.region for s in cfg.services.values())
 
 

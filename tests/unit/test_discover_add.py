@@ -41,7 +41,7 @@ def test_rerun_hint_is_discovers_own_replace_and_works_as_written(run_cli, home:
     rerun = build_parser().parse_args(shlex.split(again)[1:])
     assert vars(rerun) == {**vars(args), "replace": True}
     discover.add_endpoints(paths, REPORT, rerun.user, rerun.dbname, rerun.replace, 0.0, None, [], again=again)
-    svc = load_config(paths.config_file).services["p-pg-iam"]
+    svc = load_config(paths.config_file, scope=paths.scope).services["p-pg-iam"]
     assert (svc.host, svc.user, svc.dbname, svc.profile) == (HOST, "alice", "app db", "dev")
 
 

@@ -22,7 +22,7 @@ def temps(d: Path) -> list[str]:
 def test_write_creates_0600_under_umask_000(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
-        fileio.atomic_write(tmp_path / "f", b"secret", 0o600)
+        fileio.atomic_write(tmp_path / "f", b"secret", 0o600, scope=fileio.NOWHERE)
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "f").st_mode) == 0o600
@@ -38,7 +38,7 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(fileio.os, "fsync", boom)
     with pytest.raises(FileError) as exc:
-        fileio.atomic_write(target, b"new" * 1000, 0o600)
+        fileio.atomic_write(target, b"new" * 1000, 0o600, scope=fileio.NOWHERE)
     assert "No space left" in exc.value.message and "free some space" in (exc.value.hint or "")
     assert exc.value.code == ExitCode.FILE
     assert target.read_bytes() == b"old"
@@ -50,7 +50,7 @@ def test_write_all_rolls_back_earlier_files(tmp_path: Path) -> None:
     a.write_bytes(b"A0")
     b.mkdir()
     with pytest.raises(FileError):
-        fileio.write_all([(a, b"A1", 0o600), (b, b"B1", 0o600)])
+        fileio.write_all([(a, b"A1", 0o600), (b, b"B1", 0o600)], scope=fileio.NOWHERE)
     assert a.read_bytes() == b"A0"
     assert temps(tmp_path) == []
 
@@ -60,7 +60,7 @@ def test_symlink_target_is_replaced_and_link_kept(tmp_path: Path) -> None:
     real.write_bytes(b"x")
     link = tmp_path / "link"
     link.symlink_to(real)
-    fileio.atomic_write(link, b"y", 0o600)
+    fileio.atomic_write(link, b"y", 0o600, scope=fileio.NOWHERE)
     assert link.is_symlink() and real.read_bytes() == b"y"
 
 
@@ -68,7 +68,7 @@ def test_non_regular_target_is_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(FileError):
-        fileio.atomic_write(fifo, b"y", 0o600)
+        fileio.atomic_write(fifo, b"y", 0o600, scope=fileio.NOWHERE)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
@@ -77,7 +77,7 @@ def test_stale_temps_removed(tmp_path: Path) -> None:
     d.mkdir()
     (d / f".f{fileio.TMP_MARK}123-456").write_bytes(b"partial")
     (d / "other").write_bytes(b"keep")
-    assert fileio.remove_stale_temps(d / "f") == 1
+    assert fileio.remove_stale_temps(d / "f", scope=fileio.NOWHERE) == 1
     assert os.listdir(d) == ["other"]
 
 
@@ -89,8 +89,8 @@ def test_lock_busy_gives_up_and_names_holder(tmp_path: Path, monkeypatch: pytest
     lock.parent.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; from pgiam.fileio import locked\n"
-         "with locked(Path(sys.argv[1]), 5):\n print('held', flush=True); sys.stdin.readline()",
+         "import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; from pgiam.fileio import NOWHERE, locked\n"
+         "with locked(Path(sys.argv[1]), 5, scope=NOWHERE):\n print('held', flush=True); sys.stdin.readline()",
          str(lock), str(Path(__file__).resolve().parents[2])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # holds the lock until killed, however slow we are
     try:
@@ -104,13 +104,13 @@ def test_lock_busy_gives_up_and_names_holder(tmp_path: Path, monkeypatch: pytest
 
         monkeypatch.setattr(time, "sleep", spy)
         with pytest.raises(LockedError) as exc:
-            with fileio.locked(lock, 0):
+            with fileio.locked(lock, 0, scope=fileio.NOWHERE):
                 pass
         assert sleeps == []  # gave up at the first try
         assert f"pid {holder.pid}" in exc.value.message and exc.value.code == ExitCode.LOCKED
         t = time.monotonic()
         with pytest.raises(LockedError):
-            with fileio.locked(lock, 0.3):
+            with fileio.locked(lock, 0.3, scope=fileio.NOWHERE):
                 pass
         assert time.monotonic() - t >= 0.3
         assert sleeps  # it did wait, by sleeping between tries
@@ -118,5 +118,5 @@ def test_lock_busy_gives_up_and_names_holder(tmp_path: Path, monkeypatch: pytest
     finally:
         holder.kill()
         holder.wait()
-    with fileio.locked(lock, 1):  # released when the holder dies
+    with fileio.locked(lock, 1, scope=fileio.NOWHERE):  # released when the holder dies
         pass

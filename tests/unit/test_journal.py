@@ -77,5 +77,5 @@ def test_stale_temps_of_a_live_writer_are_kept(tmp_path: Path) -> None:
     dead = tmp_path / f".f{fileio.TMP_MARK}999999-1"
     mine.write_bytes(b"x")
     dead.write_bytes(b"x")
-    assert fileio.remove_stale_temps(target, only_dead=True) == 1
+    assert fileio.remove_stale_temps(target, only_dead=True, scope=fileio.NOWHERE) == 1
     assert mine.exists() and not dead.exists()

@@ -82,7 +82,7 @@ def test_after_waiting_for_a_minter_that_failed_the_caller_judges_again(run_cli,
         m.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: signed)
         assert add(run_cli, ca_file, "prod", SANDBOX_HOST)[0] == ExitCode.OK  # 200 s left: due, not expired
     paths = Paths.from_env()
-    config = load_config(paths.config_file)
+    config = load_config(paths.config_file, scope=paths.scope)
     now = time.time()
 
     def background_failure() -> None:

@@ -25,7 +25,7 @@ sys.stdin.readline()  # hold until the test writes a line (or closes stdin)
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
     p = Paths.from_env()
-    fileio.ensure_private_dir(p.state_dir)  # created (and marked as pgiam's) as pgiam does
+    fileio.ensure_private_dir(p.state_dir, scope=p.scope)  # created (and marked as pgiam's) as pgiam does
     return p
 
 

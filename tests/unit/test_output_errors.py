@@ -34,7 +34,8 @@ def test_eio_on_stdout_after_a_commit_is_a_file_error_not_a_bug(home: Path, ca_f
     assert code == ExitCode.FILE, err.getvalue()
     assert "pgiam: cannot write to standard output: Input/output error" in err.getvalue()
     assert "hint: " in err.getvalue() and "pgiam status" in err.getvalue()
-    assert "prod" in load_config(Paths.from_env().config_file).services
+    paths = Paths.from_env()
+    assert "prod" in load_config(paths.config_file, scope=paths.scope).services
 
 
 def test_discover_table_prints_no_control_characters_from_aws(home: Path) -> None:

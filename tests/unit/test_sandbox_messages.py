@@ -37,7 +37,7 @@ def left_by_down(paths: Paths) -> Path:
     from pgiam.fileio import ensure_private_dir
 
     sandbox = paths.sandbox_dir
-    ensure_private_dir(sandbox)  # as `sandbox up` made it
+    ensure_private_dir(sandbox, scope=paths.scope)  # as `sandbox up` made it
     for name in ("ca.crt", "ca.key", "aws-credentials", "keys.json", "ldapd.log"):
         (sandbox / name).write_text("x\n")
     return sandbox

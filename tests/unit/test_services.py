@@ -81,7 +81,7 @@ def test_a_ca_file_without_a_pem_certificate_is_refused(paths: Paths, home: Path
 def test_conflicts_with_a_service_and_with_a_foreign_section(paths: Paths, ca_file: Path) -> None:
     svc = services.build(paths, args(sslrootcert=str(ca_file)), EMPTY)
     services.add(paths, svc, False, T0, None)
-    current = load_config(paths.config_file)
+    current = load_config(paths.config_file, scope=paths.scope)
     with pytest.raises(ConfigError) as caught:
         services.check_conflicts(paths, current, svc, replace=False)
     assert caught.value.hint == "use `pgiam add prod --replace ...` to change it, or `pgiam remove prod` first"
@@ -100,7 +100,7 @@ def test_add_writes_config_entry_token_and_state(paths: Paths, ca_file: Path) ->
     svc = services.build(paths, args(sslrootcert=str(ca_file), profile="dev"), EMPTY)
     result = services.add(paths, svc, False, T0, minter)
     assert [(o.name, o.status, o.expires) for o in result.outcomes] == [("prod", "renewed", T0 + 900)]
-    assert load_config(paths.config_file).services["prod"] == svc
+    assert load_config(paths.config_file, scope=paths.scope).services["prod"] == svc
     assert pgpass.parse_tokens(paths.pgpass.read_text()) == {store.key_of(svc): sign(svc)}
     assert servicefile.managed_names(paths.service_file.read_text()) == ["prod"]
     row = parse_state(paths.state_file.read_bytes())["prod"]
@@ -125,7 +125,7 @@ def test_add_all_is_all_or_nothing(paths: Paths, home: Path, ca_file: Path) -> N
         services.add_all(paths, [(two, False), (one, False)], T0, minter)  # `one` is taken
     assert files(home) == before
     services.add_all(paths, [(two, False), (one, False)], T0, minter, replace=True)
-    assert sorted(load_config(paths.config_file).services) == ["one", "two"]
+    assert sorted(load_config(paths.config_file, scope=paths.scope).services) == ["one", "two"]
     assert len(pgpass.parse_tokens(paths.pgpass.read_text())) == 2
 
 
@@ -135,7 +135,7 @@ def test_remove_keeps_a_token_line_another_service_shares(paths: Paths, ca_file:
     b = services.build(paths, args("b", dbname="other", sslrootcert=str(ca_file)), EMPTY)
     services.add_all(paths, [(a, False), (b, False)], T0, minter)
     services.remove(paths, "a", T0)
-    assert list(load_config(paths.config_file).services) == ["b"]
+    assert list(load_config(paths.config_file, scope=paths.scope).services) == ["b"]
     assert servicefile.managed_names(paths.service_file.read_text()) == ["b"]
     assert list(pgpass.parse_tokens(paths.pgpass.read_text())) == [store.key_of(b)]
     services.remove(paths, "b", T0)

@@ -37,7 +37,7 @@ def paths(home: Path) -> Paths:
     p = Paths.from_env()
     p.config_file.parent.mkdir(parents=True)
     p.config_file.write_text(CONFIG)
-    cfg = load_config(p.config_file)
+    cfg = load_config(p.config_file, scope=p.scope)
     prod, other = cfg.services["prod"], cfg.services["other"]
     rows = {"prod": ServiceState(store.key_str(prod), minted=T0, expires=T0 + 900, profile="dev"),
             "other": ServiceState(store.key_str(other), error="other: the AWS SSO session of profile x is missing or expired",

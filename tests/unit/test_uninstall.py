@@ -119,8 +119,12 @@ def test_busy_lock_changes_nothing(env: dict[str, str], ca_file: Path) -> None:
     # The holder: pgiam's own lock taken on another open file description (flock(2) locks belong to it, so
     # this process's second open of the file is refused exactly as another process's would be).
     from pgiam.fileio import locked
+    from pgiam.paths import Paths
+    from tests.conftest import environment
 
-    with locked(home / ".local" / "state" / "pgiam" / "lock", 5):
+    with environment(env):
+        scope = Paths.from_env().scope
+    with locked(home / ".local" / "state" / "pgiam" / "lock", 5, scope=scope):
         proc = pgiam({**env, "PGIAM_LOCK_WAIT": "0"}, "uninstall", "--yes")
         assert proc.returncode == 6, proc.stderr
         unlocked = lambda snap: {k: v for k, v in snap.items() if not k.endswith("/lock")}  # noqa: E731
