@@ -51,3 +51,22 @@ def test_an_earlier_commands_missing_home_is_not_refused_for_a_later_command(hom
                        env=_env(home, PGIAM_STATE_DIR=gone / "state"))
     assert later.returncode == ExitCode.OK, later.stderr
     assert (gone / "state" / "pgiam" / "state.json").is_file()
+
+
+def test_an_earlier_commands_names_do_not_make_a_later_command_adopt_a_foreign_directory(home: Path, tmp_path: Path, ca_file: Path) -> None:
+    """Issue 19: the names pgiam writes in its directories were pooled over every Paths of the process, so
+    after a command that owns its config directory (config.toml is pgiam's), a command whose config is the
+    operator's (PGIAM_CONFIG) adopted an unmarked state directory holding someone's config.toml as
+    pgiam's own, instead of refusing it (exit 5) as it does when run first."""
+    shared = tmp_path / "shared"
+    earlier = in_process("list", env=_env(home, PGIAM_STATE_DIR=shared))
+    assert earlier.returncode == ExitCode.OK, earlier.stderr
+    (shared / "pgiam").mkdir(parents=True)
+    (shared / "pgiam" / "config.toml").write_text("# someone else's\n")
+    operator = tmp_path / "etc" / "config.toml"
+    operator.parent.mkdir()
+    later = in_process("add", "prod", "--host", SANDBOX_HOST, "--user", "alice", "--sslrootcert", str(ca_file),
+                       env=_env(home, PGIAM_STATE_DIR=shared, PGIAM_CONFIG=operator))
+    assert later.returncode == ExitCode.FILE, later.stderr
+    assert "holds files pgiam did not write (config.toml)" in later.stderr
+    assert sorted(os.listdir(shared / "pgiam")) == ["config.toml"]
