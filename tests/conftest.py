@@ -98,3 +98,52 @@ def moto_url() -> Iterator[str]:
 
     with moto_server() as url:
         yield url
+
+
+# Issue 22: the order files are handed to pytest-xdist's two workers (`--dist loadfile`: one whole file at a
+# time). A file that takes a minute or more, handed out last, is the whole run's tail while the other worker
+# idles; pytest-xdist's own order (most tests first) handed out exactly those last, as they have few tests.
+# These go first, longest first (seconds of test time in a `--durations=0` run of the suite, 2-core machine
+# under load, 2026-12-03); with --no-loadscope-reorder (pyproject.toml) every other file keeps its collected
+# place: e2e, reliability, then the many short unit files, which fill the end evenly.
+FIRST = (
+    "tests/e2e/test_clients.py",  # 169 s: every client recipe across a token rotation, pgAdmin 4
+    "tests/e2e/test_run.py",  # 129 s: `run --ready` across short-lived credentials
+    "tests/reliability/test_kill_journal.py",  # 108 s: a kill at every journal step, per command
+    "tests/e2e/test_pgbouncer.py",  # 91 s: pgbench through pgbouncer across three rotations
+    "tests/reliability/test_trust.py",  # 86 s
+    "tests/reliability/test_crash.py",  # 76 s: 200 SIGKILLs during refreshes, one test
+    "tests/reliability/test_aws_failures.py",  # 66 processes, started side by side
+    "tests/e2e/test_aws_messages.py",  # 66 s
+    "tests/e2e/test_credentials.py",  # 60 s
+    "tests/e2e/test_doctor.py",  # 57 s
+    "tests/e2e/test_discover.py",  # 47 s
+    "tests/reliability/test_secrets.py",  # 35 s
+    "tests/e2e/test_dsql.py",  # 29 s
+    "tests/e2e/test_aws_cli.py",  # 29 s
+    "tests/e2e/test_psql.py",  # 26 s
+    "tests/reliability/test_faults.py",  # 25 s
+    "tests/e2e/test_completions.py",  # 24 s
+    "tests/e2e/test_wheel.py",  # 24 s
+    "tests/unit/test_block.py",  # 24 s: one hypothesis property
+    "tests/e2e/test_sandbox_cluster.py",  # 23 s
+    "tests/reliability/test_hostile.py",  # 22 s
+    "tests/reliability/test_concurrency.py",  # 17 s: fifty processes, one test
+    "tests/e2e/test_sandbox_cli.py",  # 17 s: one test
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files in FIRST before all others, in FIRST's order; each file's tests stay together and in order."""
+    root = Path(__file__).resolve().parent.parent
+    rank = {name: i for i, name in enumerate(FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        try:
+            name = Path(item.path).resolve().relative_to(root).as_posix()
+        except ValueError:
+            return len(FIRST)
+        return rank.get(name, len(FIRST))
+
+    items.sort(key=key)  # stable: the rest keep their collected order

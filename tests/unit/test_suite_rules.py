@@ -38,3 +38,12 @@ def test_a_unit_test_cannot_start_pgiam_as_a_process() -> None:
         with pytest.raises(AssertionError, match="started pgiam as a process"):
             subprocess.run(argv, capture_output=True, timeout=30)
     assert subprocess.run(["true"], timeout=30).returncode == 0  # other programs run
+
+
+def test_the_files_run_first_exist() -> None:
+    """tests/conftest.py's FIRST (the long files handed to the workers first, issue 22) names files that
+    exist: a renamed file would silently go back to the end of the run."""
+    from tests.conftest import FIRST
+
+    assert len(set(FIRST)) == len(FIRST)
+    assert [name for name in FIRST if not (TESTS.parent / name).is_file()] == []
