@@ -206,13 +206,15 @@ def parse_via(value: str) -> Via:
     return Via(addr, check_port(port, "via port"))
 
 
+# A label before the region, the region, then rds.amazonaws.com (.cn in China): one compiled match.
+_RDS_HOST = re.compile(r"(?s).*\.([a-z]{2}(?:-[a-z]+)+-\d+)\.rds\.amazonaws\.com(?:\.cn)?")
+
+
 def infer_region(host: str) -> str | None:
     """The region in an RDS host name: x.cluster-abc.us-west-2.rds.amazonaws.com[.cn] -> us-west-2."""
-    labels = host.lower().rstrip(".").split(".")
-    for suffix in (["rds", "amazonaws", "com"], ["rds", "amazonaws", "com", "cn"]):
-        n = len(suffix)
-        if len(labels) >= n + 2 and labels[-n:] == suffix and _REGION_RE.match(labels[-n - 1]):
-            return labels[-n - 1]
+    m = _RDS_HOST.fullmatch(host.lower().rstrip("."))
+    if m is not None:
+        return m[1]
     from pgiam import dsql
 
     return dsql.region_of(host)  # Aurora DSQL: <id>.dsql.<region>.on.aws

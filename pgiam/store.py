@@ -55,8 +55,8 @@ def key_of(svc: Service) -> pgpass.Key:
 
 
 def key_str(svc: Service) -> str:
-    k = key_of(svc)
-    return f"{k.host}:{k.port}:{k.user}"
+    """key_of(svc) as state.json notes it: `host:port:user`."""
+    return f"{svc.host}:{svc.dial_port}:{svc.user}"
 
 
 Identity = tuple[str, int, int, str, str, "str | None", "str | None"]
@@ -125,7 +125,10 @@ class Snapshot:
     def info(self, svc: Service) -> tokeninfo.TokenInfo | None:
         """The decoded token the password file holds for `svc`: tokens are decoded only for the services a
         command asks about, each once (issue 25)."""
-        k = key_of(svc)
+        return self.info_at(key_of(svc))
+
+    def info_at(self, k: pgpass.Key) -> tokeninfo.TokenInfo | None:
+        """info() by the password file's key."""
         if k not in self.decoded:
             self.decoded[k] = tokeninfo.try_decode(self.tokens.get(k))
         return self.decoded[k]
@@ -184,9 +187,10 @@ def verdict(svc: Service, snap: Snapshot, now: float, margin: int,
             info: tokeninfo.TokenInfo | None = None) -> freshness.Verdict:
     """The freshness rule applied to the token the password file holds for `svc` (`info`: that token
     already decoded, None to decode it here)."""
-    token = snap.tokens.get(key_of(svc))
+    k = key_of(svc)
+    token = snap.tokens.get(k)
     if info is None:
-        info = snap.info(svc)
+        info = snap.info_at(k)
     st = state_of(svc, snap.states)
     # pgiam's note of the credentials' expiry applies only to the very token it wrote.
     creds = st.expires if st is not None and info is not None and st.minted == info.signed_at else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from pathlib import Path
@@ -60,3 +61,26 @@ def test_a_plain_rds_service_takes_the_fast_path() -> None:
     table = {"host": "db7.cluster-abc.us-east-1.rds.amazonaws.com", "port": 5432, "user": "app", "dbname": "app"}
     fast = config._plain_service("s7", table, config.Defaults())
     assert fast == config.Service("s7", table["host"], "app", "us-east-1", 5432, "app")
+
+
+def _region_by_labels(host: str) -> str | None:
+    """The label-by-label reading infer_region had before issue 25 (RDS hosts only)."""
+    labels = host.lower().rstrip(".").split(".")
+    for suffix in (["rds", "amazonaws", "com"], ["rds", "amazonaws", "com", "cn"]):
+        n = len(suffix)
+        if len(labels) >= n + 2 and labels[-n:] == suffix and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", labels[-n - 1]):
+            return labels[-n - 1]
+    return None
+
+
+_LABELS = st.sampled_from(["db", "cluster-abc", "proxy-x", "US-EAST-1", "us-east-1", "cn-north-1", "us-gov-west-1",
+                           "eu-1", "rds", "RDS", "amazonaws", "com", "cn", "", "x1", "dsql", "on", "aws"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_LABELS, max_size=7).map(".".join), st.sampled_from(["", "."]))
+def test_the_region_pattern_reads_rds_hosts_as_their_labels_say(host: str, dot: str) -> None:
+    """Issue 25: infer_region's one compiled match agrees with reading the host label by label."""
+    expected = _region_by_labels(host + dot)
+    if expected is not None or ".dsql." not in host.lower():
+        assert config.infer_region(host + dot) == expected
