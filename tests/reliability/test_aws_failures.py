@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +34,7 @@ import pytest
 
 from tests.badaws import HANGS, KINDS, stand_in
 from tests.reliability.conftest import pgiam_argv, pgiam_env
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.reliability
 
@@ -189,3 +192,91 @@ def test_the_state_and_the_prompt_notice_say_network_too(bad: dict[str, str], te
     assert state["code"] == 8 and "not AWS's" in state["error"] and "captive portal" in state["hint"]
     assert "captive portal" in (home / ".local" / "state" / "pgiam" / "notice").read_text()
     assert not os.path.exists(home / ".pgpass") or "prod" not in (home / ".pgpass").read_text()
+
+
+# ---------------------------------------------------------------- the prompt against the bad answers that wait
+
+PROMPT_BOUND = 3.0  # README: a prompt waits at most 3 s and lets the refresh go on in the background
+# `sim N` runs N prompts as bash does (PROMPT_COMMAND may be an array from bash 5.1).
+SIM = "sim() { local i c; for ((i = 0; i < $1; i++)); do for c in \"${PROMPT_COMMAND[@]}\"; do eval \"$c\"; done; done; }\n"
+# Runs argv as a child subreaper (prctl(2) PR_SET_CHILD_SUBREAPER): the refresh the prompt leaves running
+# in a session of its own is reparented here when the pgiam the prompt waited for returns, so every process
+# of the tree is reaped here, and this exits only when the last one has ended. Prints one JSON line: for
+# each process that exited, [comm, was it a session leader (setsid), exit status].
+REAPER = r"""
+import ctypes, json, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+    sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+first = os.fork()
+if first == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+ended = []
+while True:
+    try:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        break
+    with open(f"/proc/{info.si_pid}/stat") as f:  # a zombie keeps its stat: proc(5)
+        stat = f.read()
+    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    session = int(stat[stat.rindex(")") + 2:].split()[3])
+    _, status = os.waitpid(info.si_pid, 0)
+    ended.append([comm, session == info.si_pid, os.waitstatus_to_exitcode(status), info.si_pid == first])
+print(json.dumps(ended))
+"""
+PROMPT_KINDS = ("hang", "drip", "closed")
+
+
+def _prompt(bash: str, bad: dict[str, str], template: tuple[Path, Path], where: Path, kind: str
+            ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One interactive-like bash with pgiam's real hook (`pgiam hook bash`): a prompt with the token long
+    expired (the hook waits for the refresh, at most 3 s), then, once the refresh has written its notice
+    (the event that it ended), one more prompt."""
+    home, env, _ = _copy_home(template, where)
+    env["AWS_ENDPOINT_URL"] = bad[kind]
+    p = subprocess.run(pgiam_argv("hook", "bash"), env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    hook = where / "hook.bash"
+    hook.write_text(p.stdout)
+    state = home / ".local" / "state" / "pgiam"
+    (state / "next-due").write_text(f"{int(time.time()) - 3600}\n")
+    notice = str(state / "notice").replace("'", "'\\''")
+    script = where / "prompt.bash"
+    script.write_text(SIM + f"eval \"$(cat '{hook}')\"\n"
+                      "t0=$EPOCHREALTIME\nsim 1\nt1=$EPOCHREALTIME\necho \"PROMPT=$t0 $t1\"\n"
+                      f"while [[ ! -s '{notice}' ]]; do sleep 0.05; done\nsim 1\n")
+    proc = subprocess.run([sys.executable, "-c", REAPER, bash, "--norc", "--noprofile", str(script)], env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=where)
+    return proc, home
+
+
+def test_the_prompt_waits_at_most_3_s_and_its_background_refresh_records_exit_8(
+        bad: dict[str, str], template: tuple[Path, Path], tmp_path: Path) -> None:
+    """Issue 19 (the failure matrix's prompt row): the real bash hook, the token expired, AWS's endpoint
+    one that accepts and never answers, one that drips a byte a second, a closed port. The prompt returns
+    within 3 s (README), and the refresh ends with exit 8 recorded for `pgiam status` and shown at the next
+    prompt, never 70: where it outlives the prompt (hang, drip) it goes on detached, in its own session,
+    and exits 8 there; the closed port is refused at once, so the prompt's own refresh ends with 8.
+
+    One bash per kind, side by side; each under a subreaper that sees every process of its tree end."""
+    bash = require_tool("bash")
+    with ThreadPoolExecutor(len(PROMPT_KINDS)) as pool:
+        runs = dict(zip(PROMPT_KINDS, pool.map(lambda k: _prompt(bash, bad, template, tmp_path / k, k), PROMPT_KINDS)))
+    python = Path(sys.executable).name[:15]  # comm: the name exec'd, 15 bytes at most
+    for kind, (proc, home) in runs.items():
+        assert proc.returncode == 0, (kind, proc.stdout, proc.stderr)
+        *lines, ended = proc.stdout.splitlines()
+        t0, t1 = (float(t) for t in lines[-1].removeprefix("PROMPT=").split())
+        assert t1 - t0 < PROMPT_BOUND, (kind, t1 - t0)
+        # pgiam processes: [leads its own session, exit status]
+        # What ended under the subreaper: bash, and a pgiam only where the refresh outlived the prompt (bash
+        # reaps its own children). That one led its own session (detached) and went on to its end: it records
+        # the failure, then prints it to the pipe the prompt's pgiam no longer reads, and so ends with
+        # SIGPIPE's status, as cat does (pgiam.cli: a reader that left), not with a traceback or 70.
+        orphans = [(comm, lead, code) for comm, lead, code, first in json.loads(ended) if not first]
+        assert orphans == ([] if kind == "closed" else [(python, True, 128 + signal.SIGPIPE)]), (kind, orphans)
+        state = json.loads((home / ".local" / "state" / "pgiam" / "state.json").read_text())["services"]["prod"]
+        assert state["code"] == 8, (kind, state)
+        assert MESSAGE[kind] in state["error"] and "check the network" in state["hint"], (kind, state)
+        # the notice, shown once, at the first prompt after the refresh ended
+        assert proc.stderr.splitlines() == [f"pgiam: {state['error']}; {state['hint']}"], (kind, proc.stderr)
