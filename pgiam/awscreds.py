@@ -32,10 +32,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pgiam.awserrors import DeadlinePassed, MfaNeeded, NotAws, ProcessTimeout
 
@@ -119,8 +120,11 @@ def prompt_mfa(prompt: str) -> str:
         os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
     except OSError:
         raise MfaNeeded(prompt) from None
-    with paused():  # a person types: their time is not the network's
+    with paused(), _PROMPT:  # a person types: their time is not the network's; one prompt at a time
         return getpass.getpass(prompt)
+
+
+_PROMPT = threading.Lock()  # profiles resolve in parallel threads: their MFA prompts take turns
 
 
 # ---------------------------------------------------------------- the total deadline
@@ -155,9 +159,86 @@ def deadline(seconds: float = DEADLINE) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+T = TypeVar("T")
+
+
+class _Budget:
+    """bounded()'s clock for work in a thread of its own: the time left, stopped while paused()."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+        self.stopped: float | None = None
+        self._lock = threading.Lock()
+
+    def left(self) -> float | None:
+        """Seconds left; None while paused (a person or a credential helper at work)."""
+        with self._lock:
+            return None if self.stopped is not None else self.end - time.monotonic()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            outer = self.stopped is not None
+            if not outer:
+                self.stopped = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                if not outer and self.stopped is not None:
+                    self.end += time.monotonic() - self.stopped
+                    self.stopped = None
+
+
+_local = threading.local()  # .budget: the _Budget of bounded()'s work thread
+
+
+def bounded(work: Callable[[], T], seconds: float = DEADLINE) -> T:
+    """work(), raising awserrors.DeadlinePassed once `seconds` have passed (paused() time not counted).
+
+    In the main thread: deadline() (a signal interrupts the work). In any other thread (profiles resolve
+    in parallel), where no signal reaches: the work runs in a daemon thread of its own, which is given up
+    at the deadline and left to end with its sockets' own timeouts; the caller must not use what that
+    work used (token.Minter forgets the session).
+    """
+    if threading.current_thread() is threading.main_thread():
+        with deadline(seconds):
+            return work()
+    budget = _Budget(seconds)
+    box: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        _local.budget = budget
+        try:
+            box.append((True, work()))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller as it is
+            box.append((False, err))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="pgiam credentials").start()
+    while True:
+        left = budget.left()
+        if done.wait(0.2 if left is None else max(0.0, min(left, 1.0))):
+            break
+        left = budget.left()
+        if left is not None and left <= 0 and not done.is_set():
+            raise DeadlinePassed(seconds)
+    ok, value = box[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
+
+
 @contextlib.contextmanager
 def paused() -> Iterator[None]:
-    """Stop deadline()'s clock for the block (a prompt, a credential helper); a no-op without one."""
+    """Stop deadline()'s (or bounded()'s) clock for the block (a prompt, a credential helper); a no-op without one."""
+    budget: _Budget | None = getattr(_local, "budget", None)
+    if budget is not None:
+        with budget.paused():
+            yield
+        return
     if threading.current_thread() is not threading.main_thread() \
             or not getattr(signal.getsignal(signal.SIGALRM), "pgiam_deadline", False):
         yield

@@ -604,8 +604,10 @@ def remove_stale_temps(path: Path, only_dead: bool = False, *, scope: Scope) -> 
 
 
 @contextlib.contextmanager
-def locked(lock_path: Path, wait: float, *, scope: Scope) -> Iterator[None]:
-    """Hold pgiam's one lock; wait at most `wait` seconds (0: give up at once) or raise LockedError."""
+def locked(lock_path: Path, wait: float, what: str | None = None, guard: bool = True, *, scope: Scope) -> Iterator[None]:
+    """Hold the lock file `lock_path` (pgiam's one lock for its files, or a mint slot); wait at most `wait`
+    seconds (0: give up at once) or raise LockedError naming `what` (default: the lock file) and the pid
+    the holder wrote in it. guard: refuse a commit while this lock file was replaced (see check_locks)."""
     ensure_private_dir(lock_path.parent, scope=scope)
     deadline = time.monotonic() + wait
     for attempt in range(100):
@@ -613,7 +615,7 @@ def locked(lock_path: Path, wait: float, *, scope: Scope) -> Iterator[None]:
             raise LockedError(f"the lock file {lock_path} keeps being replaced", "stop whatever deletes or replaces it")
         fd = _open_lock(lock_path, scope)
         try:
-            _flock(fd, max(0.0, deadline - time.monotonic()), f"the lock {lock_path}", lambda: _read_holder(fd))
+            _flock(fd, deadline, wait, what or f"the lock {lock_path}", lambda: _read_holder(fd))
         except BaseException:
             os.close(fd)
             raise
@@ -621,13 +623,15 @@ def locked(lock_path: Path, wait: float, *, scope: Scope) -> Iterator[None]:
             break
         # The file was deleted or replaced while we waited: a lock on it excludes nobody. Take the new one.
         os.close(fd)
-    _HELD[lock_path] = fd
+    if guard:
+        _HELD[lock_path] = fd
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        _HELD.pop(lock_path, None)
+        if guard:
+            _HELD.pop(lock_path, None)
         os.close(fd)  # closing the descriptor releases the flock
 
 
@@ -641,21 +645,6 @@ def check_locks() -> None:
         if not _same_file(fd, path):
             raise LockedError(f"the lock file {path} was deleted or replaced while pgiam held it; nothing was written",
                               "run the command again (and leave pgiam's lock file in place)")
-
-
-@contextlib.contextmanager
-def locked_directory(path: Path, wait: float, *, scope: Scope) -> Iterator[None]:
-    """Hold a flock on the directory `path` itself: a second lock that creates no file."""
-    ensure_private_dir(path, scope=scope)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        raise FileError(f"cannot open directory {path}: {err.strerror}", _hint_for(err, path)) from None
-    try:
-        _flock(fd, wait, f"the mint lock on {path}", lambda: _flock_holder(fd))
-        yield
-    finally:
-        os.close(fd)
 
 
 def _open_lock(lock_path: Path, scope: Scope) -> int:
@@ -680,8 +669,8 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _flock(fd: int, wait: float, what: str, holder_of: Callable[[], int | None]) -> None:
-    deadline = time.monotonic() + wait
+def _flock(fd: int, deadline: float, wait: float, what: str, holder_of: Callable[[], int | None]) -> None:
+    """Take an exclusive flock on `fd`, trying until the monotonic `deadline` (`wait` seconds after the start)."""
     delay = 0.005
     while True:
         try:
@@ -697,22 +686,6 @@ def _flock(fd: int, wait: float, what: str, holder_of: Callable[[], int | None])
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-
-
-def _flock_holder(fd: int) -> int | None:
-    """The pid holding a flock on `fd`'s file, from Linux's /proc/locks (proc(5)); None elsewhere."""
-    st = os.fstat(fd)
-    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks") as f:
-            for line in f:
-                fields = line.split()
-                # "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234567 0 EOF"; a waiter's line has "->" after the number
-                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == ident and fields[4].isdigit():
-                    return int(fields[4])
-    except OSError:
-        pass
-    return None
 
 
 def _read_holder(fd: int) -> int | None:

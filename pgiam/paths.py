@@ -68,7 +68,7 @@ class Paths:
         """Every name pgiam writes in its own directories: an unmarked directory holding only these (as
         0.2.0 left them) is adopted, and `pgiam uninstall` removes exactly these."""
         mine = [self.state_file, self.next_due_file, self.notice_file, self.lock_file, self.journal_file,
-                self.sandbox_dir, self.certs_dir, self.token_index, self.state_dir / "timer.log"]
+                self.sandbox_dir, self.certs_dir, self.token_index, self.state_dir / "timer.log", self.mint_dir]
         return frozenset(p.name for p in mine) | ({self.config_file.name} if self.own_config_dir else set())
 
     @property
@@ -97,6 +97,11 @@ class Paths:
     @property
     def lock_file(self) -> Path:
         return self.state_dir / facts.LOCK
+
+    @property
+    def mint_dir(self) -> Path:
+        """One lock file per credential identity: the mint slots (pgiam.minting)."""
+        return self.state_dir / "mint"
 
     @property
     def token_index(self) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -119,14 +120,11 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
     failures: dict[str, PgiamError] = {}
     seen = _Seen(config, at, snap)
     if due:
-        started, since = time.monotonic(), time.time()
-        with minting.slot(paths, wait) as waited:
-            if waited:  # another pgiam minted meanwhile: judge the files and the clock again (issue 20)
-                now += time.monotonic() - started
-                seen.current(paths)
-                due = _after_wait(seen.config, seen.snap, due, now, if_needed, since, failures)
+        slots = _Slots(paths, wait, if_needed, now, seen)
+        with slots.held:  # each identity's slot is held until the files are written
             for _ in range(2):  # a service that changed while it was minted is judged (and minted) again, once
-                ids = _mint(seen.config, due, mint, minted, failures)
+                ids = _mint(slots, due, mint, minted, failures)
+                now = slots.clock()  # after waiting for another minter: the time it is now
                 changed: list[str] = []
                 result.outcomes = []
                 _write(paths, now, selected, minted, failures, result, wait if minted or not if_needed else 0, seen,
@@ -165,28 +163,125 @@ class _Seen:
         self.snap = store.reread(paths, self.snap)
 
 
-def _mint(config: Config, due: Mapping[str, freshness.Verdict], mint: Minter, minted: dict[str, Minted],
+class _Slots:
+    """The mint slots one refresh holds (pgiam.minting), one per credential identity, and what waiting for
+    one means: the files and the clock judged again for that identity's services (issue 20)."""
+
+    def __init__(self, paths: Paths, wait: float, if_needed: bool, now: float, seen: _Seen) -> None:
+        self.paths, self.wait, self.if_needed, self.now, self.seen = paths, wait, if_needed, now, seen
+        self.started, self.since = time.monotonic(), time.time()
+        self.held = contextlib.ExitStack()
+        self.keys: set[minting.SlotKey] = set()
+        self.waited = False
+        self.lock = threading.Lock()  # guards `held`, `keys` and `seen` across the identities' threads
+
+    def take(self, key: minting.SlotKey, names: list[str], failures: dict[str, PgiamError]) -> list[str]:
+        """Hold `key`'s slot; return which of `names` are still to be minted (all, unless another minter had it)."""
+        with self.lock:
+            if key in self.keys:
+                return names  # held since the first round
+        stack = contextlib.ExitStack()
+        waited = stack.enter_context(minting.slot(self.paths, key, self.wait))
+        with self.lock:
+            self.keys.add(key)
+            self.held.push(stack.__exit__)
+            if not waited:
+                return names
+            self.waited = True
+            # another pgiam minted for this identity meanwhile: judge the files and the clock again
+            self.seen.current(self.paths)
+            now = self.now + time.monotonic() - self.started
+            again = _after_wait(self.seen.config, self.seen.snap, {n: freshness.Verdict(True, "renew") for n in names},
+                                now, self.if_needed, self.since, failures)
+            return list(again)
+
+    def clock(self) -> float:
+        """The refresh's `now`, moved on by the time spent when a slot had to be waited for."""
+        return self.now + time.monotonic() - self.started if self.waited else self.now
+
+
+class _Held(LockedError):
+    """Another pgiam holds an identity's slot (and this caller does not wait, or waited in vain): the minter
+    at work writes its services. Reported (exit class 6) when other identities were minted; neither
+    counted as a failure in the state nor shown at the next prompt."""
+
+
+def _mint(slots: _Slots, due: Mapping[str, freshness.Verdict], mint: Minter, minted: dict[str, Minted],
           failures: dict[str, PgiamError]) -> dict[str, store.Identity]:
-    """Mint every due service (services sharing a line share a token); return what each was minted for."""
-    by_key: dict[object, str] = {}
-    ids: dict[str, store.Identity] = {}
+    """Mint every due service (services sharing a line share a token); return what each was minted for.
+
+    Each credential identity (profile, region) is minted in its own slot and, when there are several, in
+    a thread of its own: a helper that hangs for one profile holds only its services, and a refresh of
+    several profiles takes as long as the slowest (each is bounded by pgiam.awscreds)."""
+    config = slots.seen.config
+    first: dict[object, str] = {}  # services sharing a line share a token: one of them is minted
+    groups: dict[minting.SlotKey, list[str]] = {}
     for n in due:
         svc = config.services[n]
-        ids[n] = store.identity(svc, config)
-        k = store.key_of(svc)
-        if k in by_key:  # services sharing a line share a token
-            other = by_key[k]
+        if first.setdefault(store.key_of(svc), n) == n:
+            groups.setdefault(minting.key_of(svc), []).append(n)
+    ids: dict[str, store.Identity] = {}
+    held: dict[str, PgiamError] = {}  # services whose slot another pgiam holds
+    busy: list[minting.MintBusy] = []
+    errors: list[BaseException] = []  # anything else a thread raised (a file error, a bug): raised here
+
+    def work(key: minting.SlotKey, names: list[str]) -> None:
+        try:
+            names = slots.take(key, names, failures)
+        except LockedError as err:  # MintBusy at once, or still taken after waiting
+            held.update((n, _Held(err.message, err.hint)) for n in names)
+            if isinstance(err, minting.MintBusy):
+                busy.append(err)
+            return
+        _mint_each(slots, names, mint, ids, minted, failures)
+
+    def guarded(key: minting.SlotKey, names: list[str]) -> None:
+        try:
+            work(key, names)
+        except BaseException as err:  # noqa: BLE001 - raised again in the calling thread
+            errors.append(err)
+
+    if len(groups) == 1:
+        work(*next(iter(groups.items())))
+    else:
+        threads = [threading.Thread(target=guarded, args=item, daemon=True, name=f"mint {minting.label(item[0])}")
+                   for item in groups.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+    if held and len(held) == sum(map(len, groups.values())) and not minted:
+        raise busy[0] if busy else next(iter(held.values()))  # nothing this caller could do: step aside (exit 6)
+    failures.update(held)
+    for n in due:  # the services that share a line with a minted one
+        svc = config.services[n]
+        other = first[store.key_of(svc)]
+        if other != n:
+            if other in ids:
+                ids[n] = store.identity(svc, config)
             if other in minted:
                 minted[n] = minted[other]
             elif other in failures:
                 failures[n] = failures[other]
+    return ids
+
+
+def _mint_each(slots: _Slots, names: list[str], mint: Minter, ids: dict[str, store.Identity],
+               minted: dict[str, Minted], failures: dict[str, PgiamError]) -> None:
+    """Mint `names` (one identity's services, its slot held), noting what each was minted for."""
+    for n in names:
+        with slots.lock:  # the config as the slot's judgement left it
+            cfg = slots.seen.config
+        svc = cfg.services.get(n)
+        if svc is None:
             continue
-        by_key[k] = n
+        ids[n] = store.identity(svc, cfg)
         try:
             minted[n] = mint(svc)
         except PgiamError as err:
             failures[n] = err
-    return ids
 
 
 class _TheirFailure(PgiamError):
@@ -259,7 +354,7 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
                                      profile=getattr(m, "profile", svc.profile),  # the profile that signed
                                      source=getattr(m, "source", None))  # or the container, environment...
             result.outcomes.append(Outcome(n, "renewed", m.expires_at))
-        elif n in failures and isinstance(failures[n], _TheirFailure):
+        elif n in failures and isinstance(failures[n], (_TheirFailure, _Held)):
             err = failures[n]
             result.outcomes.append(Outcome(n, "failed", old.expires if old else None, err.message, err.hint, err.code))
         elif n in failures:
@@ -281,7 +376,7 @@ def _write(paths: Paths, now: float, selected: list[str], minted: dict[str, Mint
         seen.current(paths)
         changes = _plan(paths, now, selected, minted, failures, result, seen, ids, changed)
         store.commit(paths, changes, seen.config)
-        set_notice(paths, [o for o in result.outcomes if o.status == "failed"],
+        set_notice(paths, [o for o in result.outcomes if o.status == "failed" and not isinstance(failures.get(o.name), _Held)],
                    clear=not failures and len(selected) == len(seen.config.services))
 
 

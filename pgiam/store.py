@@ -325,7 +325,7 @@ def _beside(paths: Paths) -> list[Path]:
     from pgiam.fileio import MARKER
 
     return [paths.pgpass, paths.service_file, paths.config_file, paths.state_file, paths.next_due_file,
-            paths.notice_file, paths.token_index, *(d / MARKER for d in paths.own_dirs)]
+            paths.notice_file, paths.token_index, *(d / MARKER for d in [*paths.own_dirs, paths.mint_dir])]
 
 
 def recover(paths: Paths) -> list[Path]:

@@ -9,6 +9,7 @@ becomes a PgiamError through pgiam.awserrors.classify.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,10 +45,32 @@ _SessionKey = tuple[str | None, str, str | None]
 NETWORK_FAILURE_STANDS = 60.0
 
 
+_IMPORTS = threading.Lock()
+
+
+def _load() -> None:
+    """Import what minting needs, once, in one thread: pgiam.refresh mints several profiles at once in
+    threads, and the first import of a package from two threads at once can deadlock on its module locks."""
+    with _IMPORTS:
+        import botocore.auth
+        import botocore.client
+        import botocore.config
+        import botocore.credentials
+        import botocore.exceptions
+        import botocore.model
+        import botocore.session
+        import botocore.signers
+        import botocore.utils  # noqa: F401
+
+        from pgiam import awscreds, awserrors, dsql, tokeninfo  # noqa: F401
+
+
 class Minter:
     """Mints tokens with one botocore session per (profile, region, credentials file): 100 services cost
     about one. Each command makes its own (no process-wide cache): `pgiam run` keeps one and forgets
-    its sessions on SIGHUP.
+    its sessions on SIGHUP. Threads may call it for different sessions at once (pgiam.refresh resolves
+    profiles in parallel); one session is never used by two threads at once (botocore sessions are not
+    thread-safe): each thread mints the services of one session.
 
     retry: the command a hint tells the user to run once the cause is fixed (default `pgiam refresh NAME`).
     """
@@ -73,6 +96,7 @@ class Minter:
 
     def __call__(self, svc: Service) -> Minted:
         """A fresh token for `svc`, with its effective expiry; every failure becomes a PgiamError (exit 3, 4 or 8)."""
+        _load()
         from pgiam import awscreds, awserrors
         from pgiam.errors import NetworkError
 
@@ -83,15 +107,15 @@ class Minter:
         session: Session | None = None
         try:
             session = self.session(svc)
-            with awscreds.deadline():
-                resolved = awscreds.resolve(session)
+            resolving = session
+            resolved = awscreds.bounded(lambda: awscreds.resolve(resolving))
             if resolved is not None:
                 token, minted = _sign(session, resolved.credentials, svc)
         except PgiamError:
             raise
         except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001 - botocore and helpers raise anything
-            if session is None:
-                self._sessions.pop(key, None)
+            if session is None or isinstance(err, awserrors.DeadlinePassed):
+                self._sessions.pop(key, None)  # given up in a thread that may still use it: never again
             classified = awserrors.classify(err, context(svc, session, self.retry))
             if isinstance(classified, NetworkError):
                 self._failed[key] = (self.clock(), classified)

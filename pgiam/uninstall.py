@@ -181,6 +181,8 @@ def _remove_own(paths: Paths, d: Path, removed: list[str], notes: list[str]) -> 
             p.unlink()
         elif p.is_dir() and name == paths.sandbox_dir.name:
             shutil.rmtree(p)  # the sandbox's cluster, made by `pgiam sandbox up` (stopped above)
+        elif p.is_dir() and name == paths.mint_dir.name:
+            _remove_files(p, lambda n: n.endswith(".lock"), notes)  # the mint slots (pgiam.minting)
         elif p.is_dir() and name == paths.certs_dir.name:
             _remove_files(p, lambda n: n == certs.SOURCES_FILE or (n.startswith("rds-") and n.endswith(".pem")), notes)
     _remove_files(d, lambda n: False, notes)

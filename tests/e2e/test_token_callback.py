@@ -17,6 +17,7 @@ import botocore.session
 import pytest
 
 from pgiam import minting, pgpass
+from pgiam.config import load_config
 from pgiam.errors import ExitCode
 from pgiam.paths import Paths
 from tests.conftest import SANDBOX_HOST
@@ -169,13 +170,14 @@ def test_waits_for_a_minter_at_work_and_prints_what_it_wrote(run_cli, home: Path
     add(run_cli, ca_file)
     paths = Paths.from_env()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    with minting.slot(paths, 0):
+    key = minting.key_of(load_config(paths.config_file, scope=paths.scope).services["prod"])
+    with minting.slot(paths, key, 0):
         p = subprocess.Popen([sys.executable, "-m", "pgiam", "token", "prod"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        # The event: the child holds the state directory open, i.e. it is inside minting.slot().
+        # The event: the child holds prod's slot file open, i.e. it is inside minting.slot().
         deadline = time.monotonic() + 60
-        while not any(os.path.realpath(f"/proc/{p.pid}/fd/{fd}") == str(paths.state_dir.resolve())
-                      for fd in _fds(p.pid)):
+        slot_file = str(minting.slot_file(paths, key).resolve())
+        while not any(os.path.realpath(f"/proc/{p.pid}/fd/{fd}") == slot_file for fd in _fds(p.pid)):
             assert p.poll() is None and time.monotonic() < deadline, p.communicate()
             time.sleep(0.01)
         ten_s_ago = utcnow() - datetime.timedelta(seconds=10)  # not what the child would sign ("now")
@@ -199,7 +201,9 @@ def _fds(pid: int) -> list[str]:
 def test_bounded_wait_for_a_stuck_minter(run_cli, home: Path, ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mint_at(utcnow() - datetime.timedelta(seconds=700), monkeypatch)
     add(run_cli, ca_file)
-    with minting.slot(Paths.from_env(), 0):
+    paths = Paths.from_env()
+    key = minting.key_of(load_config(paths.config_file, scope=paths.scope).services["prod"])
+    with minting.slot(paths, key, 0):
         code, out, _, err = probe(env=dict(os.environ, PGIAM_LOCK_WAIT="0.3"))
     assert (code, out) == (ExitCode.LOCKED, ""), err
-    assert "mint lock" in err
+    assert f"another pgiam (pid {os.getpid()}) holds the mint lock of {minting.label(key)}" in err

@@ -91,14 +91,15 @@ def add_args(name: str, host: str, user: str, ca: Path, *extra: str) -> list[str
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, bytes | None]]:
-    """Every entry under `root`: kind, mode and (for files) bytes. pgiam's lock file is left out: it
-    holds the pid of the last process that took the lock, which is how a waiting pgiam names the holder."""
+    """Every entry under `root`: kind, mode and (for files) bytes. pgiam's lock file and its mint slots
+    (pgiam/mint/) are left out: they hold the pid of the last process that took them, which is how a
+    waiting pgiam names the holder."""
     out: dict[str, tuple[str, int, bytes | None]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             rel = str(p.relative_to(root))
-            if rel.endswith("pgiam/lock"):
+            if rel.endswith("pgiam/lock") or rel.endswith("pgiam/mint") or "pgiam/mint/" in rel:
                 continue
             st = os.lstat(p)
             kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pgiam import minting, pgpass, refresh, store, token, tokeninfo
+from pgiam import fileio, minting, pgpass, refresh, store, token, tokeninfo
 from pgiam.config import Service, load_config
 from pgiam.errors import ExitCode
 from pgiam.paths import Paths
@@ -86,7 +86,7 @@ def test_after_waiting_for_a_minter_that_failed_the_caller_judges_again(run_cli,
     now = time.time()
 
     def background_failure() -> None:
-        with minting.slot(paths, 0):
+        with minting.slot(paths, minting.key_of(config.services["prod"]), 0):
             held.set()
             time.sleep(0.5)
             row = ServiceState(store.key_str(config.services["prod"]), error="the STS call timed out",
@@ -122,7 +122,8 @@ def test_a_second_service_on_the_same_line_with_another_profile_is_refused(run_c
 
 def test_the_mint_lock_message_names_the_holders_pid(run_cli, home: Path, ca_file: Path) -> None:
     """Issue 20 repro 8: "another pgiam (another process) holds the mint lock", though the README promises
-    the holder's pid. The mint slot has no file of its own: the pid comes from the kernel's lock table."""
+    the holder's pid. Each identity's slot is a lock file holding its holder's pid; the message names the
+    profile and region too."""
     import subprocess
     import sys
 
@@ -131,15 +132,67 @@ def test_the_mint_lock_message_names_the_holders_pid(run_cli, home: Path, ca_fil
 
     assert add(run_cli, ca_file, "prod", SANDBOX_HOST, "--no-refresh")[0] == ExitCode.OK
     paths = Paths.from_env()
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(paths.state_dir)], stdin=subprocess.PIPE,
+    key = minting.key_of(load_config(paths.config_file, scope=paths.scope).services["prod"])
+    fileio.ensure_private_dir(paths.mint_dir, scope=paths.scope)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(minting.slot_file(paths, key))], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "held\n"
         with pytest.raises(LockedError) as exc:
             refresh.refresh(paths, time.time(), token.mint, ["prod"], wait=0.2)
-        assert f"another pgiam (pid {proc.pid}) holds the mint lock" in exc.value.message
+        assert exc.value.message == f"another pgiam (pid {proc.pid}) holds the mint lock of {minting.label(key)} (waited 0.2 s)"
         assert exc.value.hint == f"wait for it to finish, or check it with `ps -p {proc.pid}`"
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(30)
+
+
+HOST_C = SANDBOX_HOST.replace("abc123", "ccc333")
+
+
+def _unprofiled(svc: Service) -> token.Minted:
+    """Real botocore signing with the test's dummy keys, whatever profile the service names."""
+    import dataclasses
+
+    return token.mint(dataclasses.replace(svc, profile=None))
+
+
+def test_profiles_are_minted_at_once(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 20 repro 8: profiles were resolved one after another (three unanswering role profiles took 19.6 s).
+    Each profile's mint here waits for the other's to have started: only minting them at once passes."""
+    assert add(run_cli, ca_file, "p1", SANDBOX_HOST, "--profile", "one", "--no-refresh")[0] == ExitCode.OK
+    assert add(run_cli, ca_file, "p2", HOST_C, "--profile", "two", "--no-refresh")[0] == ExitCode.OK
+    both = threading.Barrier(2, timeout=10)
+
+    def mint(svc: Service) -> token.Minted:
+        both.wait()
+        return _unprofiled(svc)
+
+    result = refresh.refresh(Paths.from_env(), time.time(), mint, wait=5)
+    assert sorted((o.name, o.status) for o in result.outcomes) == [("p1", "renewed"), ("p2", "renewed")]
+    assert result.code == ExitCode.OK
+
+
+def test_a_background_refresh_renews_what_no_other_minter_holds(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 20 repro 8: a profile another pgiam is minting for holds only its own services. A background
+    `--if-needed` renews the others and reports the held one (exit class 6), recording no failure and no
+    prompt notice; when every due service is held it steps aside as before (MintBusy, exit 6)."""
+    assert add(run_cli, ca_file, "p1", SANDBOX_HOST, "--profile", "one", "--no-refresh")[0] == ExitCode.OK
+    assert add(run_cli, ca_file, "p2", HOST_C, "--profile", "two", "--no-refresh")[0] == ExitCode.OK
+    paths = Paths.from_env()
+    config = load_config(paths.config_file, scope=paths.scope)
+    with minting.slot(paths, minting.key_of(config.services["p1"]), 0):
+        result = refresh.refresh(paths, time.time(), _unprofiled, if_needed=True, wait=0)
+        outcomes = {o.name: (o.status, o.code) for o in result.outcomes}
+        assert outcomes == {"p1": ("failed", ExitCode.LOCKED), "p2": ("renewed", None)}, result.outcomes
+        assert result.code == ExitCode.PARTIAL
+        assert f"holds the mint lock of {minting.label(minting.key_of(config.services['p1']))}" in \
+            (result.outcomes[0].error or "")
+        snap = store.read(paths)
+        assert "p1" not in snap.states or not snap.states["p1"].error
+        assert not paths.notice_file.exists()
+        with pytest.raises(minting.MintBusy):
+            refresh.refresh(paths, time.time(), _unprofiled, ["p1"], if_needed=True, wait=0)
+    again = refresh.refresh(paths, time.time(), _unprofiled, if_needed=True, wait=0)
+    assert {o.name: o.status for o in again.outcomes} == {"p1": "renewed", "p2": "fresh"}
