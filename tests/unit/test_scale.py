@@ -68,6 +68,22 @@ def test_each_file_is_read_once_per_command(run_cli, three: None, reads: Counter
     assert reads["config.toml"] == 1
 
 
+@pytest.mark.parametrize("argv", [("list",), ("list", "--json"), ("status",), ("status", "s1"), ("status", "--json")])
+def test_list_and_status_never_import_botocore(run_cli, three: None, monkeypatch: pytest.MonkeyPatch,
+                                               argv: tuple[str, ...]) -> None:
+    """Issue 25: `list` and `status` read files only; botocore's import alone costs more than they do. Every
+    botocore module is made unimportable (None in sys.modules) while they run."""
+    import botocore.session  # noqa: F401  # so that its submodules are all in sys.modules to be blocked
+
+    for name in [m for m in sys.modules if m == "botocore" or m.startswith("botocore.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError):
+        import botocore.credentials  # noqa: F401  # the block holds
+    code, out, err = run_cli(*argv)
+    assert code == ExitCode.OK, err
+    assert "s1" in out
+
+
 def test_refresh_name_and_status_name_decode_only_their_token(run_cli, three: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 25: `refresh --if-needed s1` and `status s1` decode s1's token only (0.2.0 decoded every token in
     ~/.pgpass, twice, to refresh one service); `refresh s1` decodes none (the new token's signing time comes
