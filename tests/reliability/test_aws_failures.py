@@ -250,33 +250,45 @@ def _prompt(bash: str, bad: dict[str, str], template: tuple[Path, Path], where: 
     return proc, home
 
 
+def _prompt_took(proc: subprocess.CompletedProcess[str]) -> float:
+    """How long the first prompt took, as bash measured it ($EPOCHREALTIME around it)."""
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("PROMPT="))
+    t0, t1 = (float(t) for t in line.removeprefix("PROMPT=").split())
+    return t1 - t0
+
+
 def test_the_prompt_waits_at_most_3_s_and_its_background_refresh_records_exit_8(
         bad: dict[str, str], template: tuple[Path, Path], tmp_path: Path) -> None:
     """Issue 19 (the failure matrix's prompt row): the real bash hook, the token expired, AWS's endpoint
     one that accepts and never answers, one that drips a byte a second, a closed port. The prompt returns
-    within 3 s (README), and the refresh ends with exit 8 recorded for `pgiam status` and shown at the next
-    prompt, never 70: where it outlives the prompt (hang, drip) it goes on detached, in its own session,
-    and exits 8 there; the closed port is refused at once, so the prompt's own refresh ends with 8.
+    within 3 s (README), and the refresh ends with its failure recorded as exit 8 (the state `pgiam status`
+    reads, and the notice the next prompt shows), never 70. Where the refresh outlives the prompt (hang,
+    drip) it goes on detached, in its own session, to its end; a closed port is refused at once, within
+    the prompt's wait.
 
-    One bash per kind, side by side; each under a subreaper that sees every process of its tree end."""
+    One bash per kind, side by side, each under a subreaper that sees every process of its tree end. A
+    prompt over 3 s (a whole shell's wall time on a shared machine) is run once more, alone, and that run
+    is judged: a moment of load elsewhere does not fail the test, a hook that waits too long fails both."""
     bash = require_tool("bash")
     with ThreadPoolExecutor(len(PROMPT_KINDS)) as pool:
         runs = dict(zip(PROMPT_KINDS, pool.map(lambda k: _prompt(bash, bad, template, tmp_path / k, k), PROMPT_KINDS)))
     python = Path(sys.executable).name[:15]  # comm: the name exec'd, 15 bytes at most
-    for kind, (proc, home) in runs.items():
+    for kind in PROMPT_KINDS:
+        proc, home = runs[kind]
         assert proc.returncode == 0, (kind, proc.stdout, proc.stderr)
-        *lines, ended = proc.stdout.splitlines()
-        t0, t1 = (float(t) for t in lines[-1].removeprefix("PROMPT=").split())
-        assert t1 - t0 < PROMPT_BOUND, (kind, t1 - t0)
-        # pgiam processes: [leads its own session, exit status]
+        if _prompt_took(proc) >= PROMPT_BOUND:
+            proc, home = _prompt(bash, bad, template, tmp_path / f"{kind}-again", kind)
+            assert proc.returncode == 0, (kind, proc.stdout, proc.stderr)
+        assert _prompt_took(proc) < PROMPT_BOUND, (kind, _prompt_took(proc))
         # What ended under the subreaper: bash, and a pgiam only where the refresh outlived the prompt (bash
         # reaps its own children). That one led its own session (detached) and went on to its end: it records
         # the failure, then prints it to the pipe the prompt's pgiam no longer reads, and so ends with
         # SIGPIPE's status, as cat does (pgiam.cli: a reader that left), not with a traceback or 70.
-        orphans = [(comm, lead, code) for comm, lead, code, first in json.loads(ended) if not first]
+        ended = json.loads(proc.stdout.splitlines()[-1])
+        orphans = [(comm, lead, code) for comm, lead, code, first in ended if not first]
         assert orphans == ([] if kind == "closed" else [(python, True, 128 + signal.SIGPIPE)]), (kind, orphans)
         state = json.loads((home / ".local" / "state" / "pgiam" / "state.json").read_text())["services"]["prod"]
         assert state["code"] == 8, (kind, state)
         assert MESSAGE[kind] in state["error"] and "check the network" in state["hint"], (kind, state)
-        # the notice, shown once, at the first prompt after the refresh ended
+        # the notice, shown once: at the first prompt after the refresh ended
         assert proc.stderr.splitlines() == [f"pgiam: {state['error']}; {state['hint']}"], (kind, proc.stderr)
