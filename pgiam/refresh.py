@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -121,9 +122,17 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
     seen = _Seen(config, at, snap)
     if due:
         slots = _Slots(paths, wait, if_needed, now, seen)
+
+        def early(ids: dict[str, store.Identity]) -> None:
+            """Write the tokens minted so far while other identities are still at work (a hung helper holds
+            only its own services); their failures are recorded once, by the last write."""
+            with slots.lock, contextlib.suppress(LockedError):  # a busy lock: the last write does it
+                _write(paths, slots.clock(), selected, dict(minted), {}, Result([], result.notices), 0, seen, dict(ids), [],
+                       notice=False)
+
         with slots.held:  # each identity's slot is held until the files are written
             for _ in range(2):  # a service that changed while it was minted is judged (and minted) again, once
-                ids = _mint(slots, due, mint, minted, failures)
+                ids = _mint(slots, due, mint, minted, failures, early)
                 now = slots.clock()  # after waiting for another minter: the time it is now
                 changed: list[str] = []
                 result.outcomes = []
@@ -206,13 +215,18 @@ class _Held(LockedError):
     counted as a failure in the state nor shown at the next prompt."""
 
 
+EARLY = 2.0  # seconds after an identity finished while others still run: its tokens are written then
+
+
 def _mint(slots: _Slots, due: Mapping[str, freshness.Verdict], mint: Minter, minted: dict[str, Minted],
-          failures: dict[str, PgiamError]) -> dict[str, store.Identity]:
+          failures: dict[str, PgiamError],
+          early: Callable[[dict[str, store.Identity]], None] | None = None) -> dict[str, store.Identity]:
     """Mint every due service (services sharing a line share a token); return what each was minted for.
 
     Each credential identity (profile, region) is minted in its own slot and, when there are several, in
     a thread of its own: a helper that hangs for one profile holds only its services, and a refresh of
-    several profiles takes as long as the slowest (each is bounded by pgiam.awscreds)."""
+    several profiles takes as long as the slowest (each is bounded by pgiam.awscreds). When identities
+    are still at work EARLY seconds after one finished, early(ids) writes what is minted so far."""
     config = slots.seen.config
     first: dict[object, str] = {}  # services sharing a line share a token: one of them is minted
     groups: dict[minting.SlotKey, list[str]] = {}
@@ -235,11 +249,15 @@ def _mint(slots: _Slots, due: Mapping[str, freshness.Verdict], mint: Minter, min
             return
         _mint_each(slots, names, mint, ids, minted, failures)
 
+    finished: queue.SimpleQueue[None] = queue.SimpleQueue()
+
     def guarded(key: minting.SlotKey, names: list[str]) -> None:
         try:
             work(key, names)
         except BaseException as err:  # noqa: BLE001 - raised again in the calling thread
             errors.append(err)
+        finally:
+            finished.put(None)
 
     if len(groups) == 1:
         work(*next(iter(groups.items())))
@@ -248,8 +266,17 @@ def _mint(slots: _Slots, due: Mapping[str, freshness.Verdict], mint: Minter, min
                    for item in groups.items()]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        running, since = len(threads), None
+        while running:
+            try:
+                finished.get(timeout=None if since is None or early is None else max(0.0, since + EARLY - time.monotonic()))
+            except queue.Empty:
+                if early is not None and not errors:
+                    early(ids)
+                since = None
+                continue
+            running -= 1
+            since = time.monotonic() if since is None else since
         if errors:
             raise errors[0]
     if held and len(held) == sum(map(len, groups.values())) and not minted:
@@ -370,14 +397,15 @@ def _plan(paths: Paths, now: float, selected: list[str], minted: dict[str, Minte
 
 def _write(paths: Paths, now: float, selected: list[str], minted: dict[str, Minted],
            failures: dict[str, PgiamError], result: Result, wait: float, seen: _Seen,
-           ids: dict[str, store.Identity] | None = None, changed: list[str] | None = None) -> None:
+           ids: dict[str, store.Identity] | None = None, changed: list[str] | None = None, notice: bool = True) -> None:
     """Under the write lock: merge the new tokens, reconcile the state with the files, save all at once."""
     with store.lock(paths, wait):
         seen.current(paths)
         changes = _plan(paths, now, selected, minted, failures, result, seen, ids, changed)
         store.commit(paths, changes, seen.config)
-        set_notice(paths, [o for o in result.outcomes if o.status == "failed" and not isinstance(failures.get(o.name), _Held)],
-                   clear=not failures and len(selected) == len(seen.config.services))
+        if notice:
+            set_notice(paths, [o for o in result.outcomes if o.status == "failed" and not isinstance(failures.get(o.name), _Held)],
+                       clear=not failures and len(selected) == len(seen.config.services))
 
 
 def set_notice(paths: Paths, failures: list[Outcome], clear: bool = False) -> None:

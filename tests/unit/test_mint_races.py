@@ -196,3 +196,26 @@ def test_a_background_refresh_renews_what_no_other_minter_holds(run_cli, home: P
             refresh.refresh(paths, time.time(), _unprofiled, ["p1"], if_needed=True, wait=0)
     again = refresh.refresh(paths, time.time(), _unprofiled, if_needed=True, wait=0)
     assert {o.name: o.status for o in again.outcomes} == {"p1": "renewed", "p2": "fresh"}
+
+
+def test_a_slow_profile_does_not_hold_back_the_others_tokens(run_cli, home: Path, ca_file: Path) -> None:
+    """Issue 20 repro 8, within one refresh (a timer's or `pgiam run`'s, which mint every profile): a helper
+    that takes its time for one profile held the other profiles' new tokens back until it was done. Now
+    they are written while it is still at work: p1's mint here waits to see p2's token in ~/.pgpass."""
+    assert add(run_cli, ca_file, "p1", SANDBOX_HOST, "--profile", "one", "--no-refresh")[0] == ExitCode.OK
+    assert add(run_cli, ca_file, "p2", HOST_C, "--profile", "two", "--no-refresh")[0] == ExitCode.OK
+    paths = Paths.from_env()
+    key = pgpass.Key(HOST_C, "5432", "alice")
+
+    def mint(svc: Service) -> token.Minted:
+        if svc.name == "p1":
+            deadline = time.monotonic() + 30
+            while key not in pgpass.parse_tokens(paths.pgpass.read_text() if paths.pgpass.exists() else ""):
+                assert time.monotonic() < deadline, "p2's token was not written while p1 was at work"
+                time.sleep(0.05)
+        return _unprofiled(svc)
+
+    result = refresh.refresh(paths, time.time(), mint, wait=5)
+    assert sorted((o.name, o.status) for o in result.outcomes) == [("p1", "renewed"), ("p2", "renewed")]
+    tokens = pgpass.parse_tokens(paths.pgpass.read_text())
+    assert key in tokens and pgpass.Key(SANDBOX_HOST, "5432", "alice") in tokens
