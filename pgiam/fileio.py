@@ -604,12 +604,14 @@ def remove_stale_temps(path: Path, only_dead: bool = False, *, scope: Scope) -> 
 
 
 @contextlib.contextmanager
-def locked(lock_path: Path, wait: float, what: str | None = None, guard: bool = True, *, scope: Scope) -> Iterator[None]:
+def locked(lock_path: Path, wait: float, what: str | None = None, guard: bool = True, until: float | None = None, *,
+           scope: Scope) -> Iterator[None]:
     """Hold the lock file `lock_path` (pgiam's one lock for its files, or a mint slot); wait at most `wait`
-    seconds (0: give up at once) or raise LockedError naming `what` (default: the lock file) and the pid
-    the holder wrote in it. guard: refuse a commit while this lock file was replaced (see check_locks)."""
+    seconds (0: give up at once; `until`: a monotonic deadline instead) or raise LockedError naming `what`
+    (default: the lock file) and the pid the holder wrote in it. guard: refuse a commit while this lock
+    file was replaced (see check_locks)."""
     ensure_private_dir(lock_path.parent, scope=scope)
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + wait if until is None else until
     for attempt in range(100):
         if attempt == 99:
             raise LockedError(f"the lock file {lock_path} keeps being replaced", "stop whatever deletes or replaces it")

@@ -57,11 +57,12 @@ def slot_file(paths: Paths, key: SlotKey) -> Path:
 
 
 @contextlib.contextmanager
-def slot(paths: Paths, key: SlotKey, wait: float) -> Iterator[bool]:
+def slot(paths: Paths, key: SlotKey, wait: float, until: float | None = None) -> Iterator[bool]:
     """Hold the mint slot of `key`; yield whether another minter had it first (then judge the files again).
 
-    wait=0: raise MintBusy at once when the slot is taken; else wait up to `wait` seconds and raise
-    LockedError (naming the holder's pid and the profile) if it is still taken.
+    wait=0: raise MintBusy at once when the slot is taken; else wait up to `wait` seconds (or until the
+    monotonic `until`, when given: several slots share one wait) and raise LockedError (naming the holder's
+    pid and the profile) if it is still taken.
     """
     path, what = slot_file(paths, key), f"the mint lock of {label(key)}"
     with contextlib.ExitStack() as stack:
@@ -71,6 +72,6 @@ def slot(paths: Paths, key: SlotKey, wait: float) -> Iterator[bool]:
         except LockedError as err:
             if not wait:
                 raise MintBusy(err.message, err.hint) from None
-            stack.enter_context(locked(path, wait, what, guard=False, scope=paths.scope))
+            stack.enter_context(locked(path, wait, what, guard=False, until=until, scope=paths.scope))
             waited = True
         yield waited

@@ -12,8 +12,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from pgiam import freshness, minting, store
@@ -130,25 +131,27 @@ def refresh(paths: Paths, now: float, mint: Minter, names: list[str] | None = No
                 _write(paths, slots.clock(), selected, dict(minted), {}, Result([], result.notices), 0, seen, dict(ids), [],
                        notice=False)
 
-        with slots.held:  # each identity's slot is held until the files are written
-            for _ in range(2):  # a service that changed while it was minted is judged (and minted) again, once
+        for _ in range(2):  # a service that changed while it was minted is judged (and minted) again, once
+            with slots.round():  # each identity's slot is held until the files are written
                 ids = _mint(slots, due, mint, minted, failures, early)
                 now = slots.clock()  # after waiting for another minter: the time it is now
                 changed: list[str] = []
                 result.outcomes = []
                 _write(paths, now, selected, minted, failures, result, wait if minted or not if_needed else 0, seen,
                        ids, changed)
-                if not changed:
-                    break
-                seen.current(paths)
-                margin = seen.config.defaults.renewal_margin
-                for n in changed:
-                    minted.pop(n, None)
-                    failures.pop(n, None)
-                due = {n: v for n in changed if n in seen.config.services
-                       for v in [store.verdict(seen.config.services[n], seen.snap, now, margin)] if v.due}
-                if not due:
-                    break
+            if not changed:
+                break
+            seen.current(paths)
+            margin = seen.config.defaults.renewal_margin
+            for n in changed:
+                minted.pop(n, None)
+                failures.pop(n, None)
+            due = {n: v for n in changed if n in seen.config.services
+                   for v in [store.verdict(seen.config.services[n], seen.snap, now, margin)] if v.due}
+            if not due:
+                break
+        if slots.busy:  # a background caller: the other minters write those; step aside as before (exit 6)
+            raise slots.busy[0]
     elif _plan(paths, now, selected, {}, {}, Result(), seen):  # nothing minted; anything to bring in line?
         with contextlib.suppress(LockedError):  # a busy lock just means someone else is writing
             _write(paths, now, selected, minted, failures, result, 0 if if_needed else wait, seen)
@@ -174,26 +177,31 @@ class _Seen:
 
 class _Slots:
     """The mint slots one refresh holds (pgiam.minting), one per credential identity, and what waiting for
-    one means: the files and the clock judged again for that identity's services (issue 20)."""
+    one means: the files and the clock judged again for that identity's services (issue 20).
+
+    The slots of a round are taken one after another in the order of their files, all within one wait,
+    and held until the round's write: two pgiams that need the same slots never hold one each while
+    waiting for the other's (a lock order; taken in parallel, they did)."""
 
     def __init__(self, paths: Paths, wait: float, if_needed: bool, now: float, seen: _Seen) -> None:
         self.paths, self.wait, self.if_needed, self.now, self.seen = paths, wait, if_needed, now, seen
         self.started, self.since = time.monotonic(), time.time()
         self.held = contextlib.ExitStack()
-        self.keys: set[minting.SlotKey] = set()
         self.waited = False
-        self.lock = threading.Lock()  # guards `held`, `keys` and `seen` across the identities' threads
+        self.busy: list[minting.MintBusy] = []  # slots another pgiam held when this caller does not wait
+        self.lock = threading.Lock()  # guards `seen` across the identities' threads
 
-    def take(self, key: minting.SlotKey, names: list[str], failures: dict[str, PgiamError]) -> list[str]:
-        """Hold `key`'s slot; return which of `names` are still to be minted (all, unless another minter had it)."""
+    @contextlib.contextmanager
+    def round(self) -> Iterator[None]:
+        """Release the slots taken in the block when it ends (after the round's write)."""
+        with contextlib.ExitStack() as self.held:
+            yield
+
+    def take(self, key: minting.SlotKey, names: list[str], failures: dict[str, PgiamError], until: float) -> list[str]:
+        """Hold `key`'s slot, waiting until the monotonic `until` at most; return which of `names` are still to
+        be minted (all, unless another minter had it)."""
+        waited = self.held.enter_context(minting.slot(self.paths, key, self.wait, until))
         with self.lock:
-            if key in self.keys:
-                return names  # held since the first round
-        stack = contextlib.ExitStack()
-        waited = stack.enter_context(minting.slot(self.paths, key, self.wait))
-        with self.lock:
-            self.keys.add(key)
-            self.held.push(stack.__exit__)
             if not waited:
                 return names
             self.waited = True
@@ -211,8 +219,9 @@ class _Slots:
 
 class _Held(LockedError):
     """Another pgiam holds an identity's slot (and this caller does not wait, or waited in vain): the minter
-    at work writes its services. Reported (exit class 6) when other identities were minted; neither
-    counted as a failure in the state nor shown at the next prompt."""
+    at work writes its services. Neither counted as a failure in the state nor shown at the next prompt;
+    reported (exit class 6) when other identities were minted, and for a caller that does not wait, the
+    refresh raises MintBusy once the others are written."""
 
 
 EARLY = 2.0  # seconds after an identity finished while others still run: its tokens are written then
@@ -229,43 +238,44 @@ def _mint(slots: _Slots, due: Mapping[str, freshness.Verdict], mint: Minter, min
     are still at work EARLY seconds after one finished, early(ids) writes what is minted so far."""
     config = slots.seen.config
     first: dict[object, str] = {}  # services sharing a line share a token: one of them is minted
-    groups: dict[minting.SlotKey, list[str]] = {}
+    groups: dict[Path, list[str]] = {}  # by slot file (profile None and "default" share one)
+    keys: dict[Path, minting.SlotKey] = {}
     for n in due:
         svc = config.services[n]
         if first.setdefault(store.key_of(svc), n) == n:
-            groups.setdefault(minting.key_of(svc), []).append(n)
+            f = minting.slot_file(slots.paths, minting.key_of(svc))
+            groups.setdefault(f, []).append(n)
+            keys.setdefault(f, minting.key_of(svc))
     ids: dict[str, store.Identity] = {}
     held: dict[str, PgiamError] = {}  # services whose slot another pgiam holds
-    busy: list[minting.MintBusy] = []
     errors: list[BaseException] = []  # anything else a thread raised (a file error, a bug): raised here
-
-    def work(key: minting.SlotKey, names: list[str]) -> None:
-        try:
-            names = slots.take(key, names, failures)
-        except LockedError as err:  # MintBusy at once, or still taken after waiting
-            held.update((n, _Held(err.message, err.hint)) for n in names)
-            if isinstance(err, minting.MintBusy):
-                busy.append(err)
-            return
-        _mint_each(slots, names, mint, ids, minted, failures)
 
     finished: queue.SimpleQueue[None] = queue.SimpleQueue()
 
-    def guarded(key: minting.SlotKey, names: list[str]) -> None:
+    def guarded(names: list[str]) -> None:
         try:
-            work(key, names)
+            _mint_each(slots, names, mint, ids, minted, failures)
         except BaseException as err:  # noqa: BLE001 - raised again in the calling thread
             errors.append(err)
         finally:
             finished.put(None)
 
-    if len(groups) == 1:
-        work(*next(iter(groups.items())))
-    else:
-        threads = [threading.Thread(target=guarded, args=item, daemon=True, name=f"mint {minting.label(item[0])}")
-                   for item in groups.items()]
-        for t in threads:
-            t.start()
+    until = time.monotonic() + slots.wait  # one wait for all the slots
+    threads: list[threading.Thread] = []
+    for f in sorted(groups):  # the lock order
+        try:
+            names = slots.take(keys[f], groups[f], failures, until)
+        except LockedError as err:  # MintBusy at once, or still taken after waiting
+            held.update((n, _Held(err.message, err.hint)) for n in groups[f])
+            if isinstance(err, minting.MintBusy):
+                slots.busy.append(err)
+            continue
+        if len(groups) == 1:
+            _mint_each(slots, names, mint, ids, minted, failures)  # in this thread: no thread to start
+        else:  # each identity in a thread of its own, started as soon as its slot is held
+            threads.append(threading.Thread(target=guarded, args=(names,), daemon=True, name=f"mint {f.name}"))
+            threads[-1].start()
+    if threads:
         running, since = len(threads), None
         while running:
             try:
@@ -280,7 +290,7 @@ def _mint(slots: _Slots, due: Mapping[str, freshness.Verdict], mint: Minter, min
         if errors:
             raise errors[0]
     if held and len(held) == sum(map(len, groups.values())) and not minted:
-        raise busy[0] if busy else next(iter(held.values()))  # nothing this caller could do: step aside (exit 6)
+        raise slots.busy[0] if slots.busy else next(iter(held.values()))  # nothing this caller could do: exit 6
     failures.update(held)
     for n in due:  # the services that share a line with a minted one
         svc = config.services[n]
