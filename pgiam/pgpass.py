@@ -83,6 +83,16 @@ def parse_tokens(text: str) -> dict[Key, str]:
     for line in lines:
         if not line or line.startswith("#"):
             continue
+        if line.count("\\") == line.count("\\:") and "\0" not in line:
+            # The usual line (issue 25): every `\` escapes a `:` (a token's one `:`), so the fields are the
+            # pieces between the other colons, read by C string methods rather than the regex below.
+            fields = line.replace("\\:", "\0").split(":", 5)
+            if len(fields) >= 5:
+                host, port, user = fields[0], fields[1], fields[3]
+                if "\0" in host or "\0" in port or "\0" in user:
+                    host, port, user = host.replace("\0", ":"), port.replace("\0", ":"), user.replace("\0", ":")
+                out.setdefault(Key(host, port, user), fields[4].replace("\0", ":"))
+            continue
         m = _LINE.match(line)
         if m is not None:
             host, port, _db, user, password, lone = m.groups()

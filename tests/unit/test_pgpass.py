@@ -150,10 +150,11 @@ def test_merge_property_foreign_preserved_idempotent(foreign: str, token: str) -
     assert pgpass.merge(once, {k: token}) == once
 
 
-@given(st.lists(st.text(alphabet="ab:\\*#\r", max_size=14), max_size=6))
+@given(st.lists(st.text(alphabet="ab:\\*#\r\0é", max_size=14), max_size=6))
 def test_parse_tokens_reads_each_line_as_split_fields_does(lines: list[str]) -> None:
     """Issue 25: token lines are read by one compiled match per line; each key and token must be what
-    split_fields (the field-by-field reading of libpq's rule) gives, the first line of a key winning."""
+    split_fields (the field-by-field reading of libpq's rule) gives, the first line of a key winning (the
+    usual line, whose only escapes are `\\:`, by string methods; a NUL in a line takes the general path)."""
     text = "".join(f"{ln}\n" for ln in [pgpass.BEGIN_LINE, *lines, pgpass.END_LINE])
     expected: dict[Key, str] = {}
     for line in (ln.rstrip("\r") for ln in lines):
