@@ -19,7 +19,7 @@ from pgiam.config import TOKEN_LIFETIME, Service
 from pgiam.errors import AuthError, PgiamError
 
 if TYPE_CHECKING:
-    from botocore.credentials import Credentials
+    from botocore.credentials import Credentials, ReadOnlyCredentials
     from botocore.session import Session
 
 
@@ -43,6 +43,11 @@ _SessionKey = tuple[str | None, str, str | None]
 # How long a network failure stands for the other services of the same profile and region: 20 services
 # behind one unreachable endpoint fail in one timeout, not twenty, and `pgiam run` tries again later.
 NETWORK_FAILURE_STANDS = 60.0
+# Resolved credentials are reused, without asking botocore again, while they are further than this from their
+# expiry: botocore itself hands out the same frozen credentials until its advisory refresh, 15 minutes
+# before expiry (botocore/credentials.py, RefreshableCredentials._advisory_refresh_timeout). Resolving per
+# service cost a bounded call each (a thread of its own outside the main thread): ~0.6 s of 10,000 (issue 25).
+REUSE_UNTIL_BEFORE_EXPIRY = 15 * 60.0
 
 
 _IMPORTS = threading.Lock()
@@ -80,11 +85,29 @@ class Minter:
         self.clock = clock
         self._sessions: dict[_SessionKey, Session] = {}
         self._failed: dict[_SessionKey, tuple[float, PgiamError]] = {}
+        self._resolved: dict[_SessionKey, tuple[Any, Any]] = {}  # (awscreds.Resolved, its frozen credentials)
 
     def forget(self) -> None:
-        """Drop every session and remembered failure: a changed AWS config or profile is read again."""
+        """Drop every session, resolved credentials and remembered failure: a changed AWS config or profile is read again."""
         self._sessions.clear()
         self._failed.clear()
+        self._resolved.clear()
+
+    def _credentials(self, key: _SessionKey, session: Session) -> tuple[Any, Any] | None:
+        """The session's resolved credentials and their frozen form: resolved once per session, again only
+        when they come within REUSE_UNTIL_BEFORE_EXPIRY of their expiry (see there)."""
+        from pgiam import awscreds
+
+        cached = self._resolved.get(key)
+        if cached is not None and (cached[0].expiry is None or cached[0].expiry - time.time() > REUSE_UNTIL_BEFORE_EXPIRY):
+            return cached
+        self._resolved.pop(key, None)
+        resolved = awscreds.bounded(lambda: awscreds.resolve(session))
+        if resolved is None:
+            return None
+        out = (resolved, resolved.credentials.get_frozen_credentials())
+        self._resolved[key] = out
+        return out
 
     def session(self, svc: Service) -> Session:
         from pgiam import awscreds
@@ -107,13 +130,15 @@ class Minter:
         session: Session | None = None
         try:
             session = self.session(svc)
-            resolving = session
-            resolved = awscreds.bounded(lambda: awscreds.resolve(resolving))
-            if resolved is not None:
-                token, minted = _sign(session, resolved.credentials, svc)
+            got = self._credentials(key, session)
+            resolved = got[0] if got is not None else None
+            if got is not None:
+                token, minted = _sign(session, got[0].credentials, svc, got[1])
         except PgiamError:
+            self._resolved.pop(key, None)
             raise
         except (Exception, awserrors.DeadlinePassed) as err:  # noqa: BLE001 - botocore and helpers raise anything
+            self._resolved.pop(key, None)
             if session is None or isinstance(err, awserrors.DeadlinePassed):
                 self._sessions.pop(key, None)  # given up in a thread that may still use it: never again
             classified = awserrors.classify(err, context(svc, session, self.retry))
@@ -161,14 +186,15 @@ def context(svc: Service, session: Session | None, retry: str | None, action: st
         retry=retry or f"`pgiam refresh {svc.name}`", timeout=awscreds.TIMEOUT_TEXT, region=svc.region, action=action)
 
 
-def _sign(session: Session, creds: Credentials, svc: Service) -> tuple[str, float]:
+def _sign(session: Session, creds: Credentials, svc: Service,
+          frozen: ReadOnlyCredentials | None = None) -> tuple[str, float]:
     """botocore's own generate_db_auth_token, step for step, and the instant it signed (epoch seconds).
 
     botocore's `generate_db_auth_token` (botocore/signers.py) builds this request dict, presigns it through
     the client's RequestSigner (the `choose-signer` and `before-sign` events, then `SigV4QueryAuth` over the
     frozen credentials, expiring in 900 s) and strips the scheme. The same botocore pieces are called here
     directly, without the per-call event dispatch: 10,000 tokens are signed in a third of the time (issue
-    25). tests/unit/test_botocore_private.py checks the bytes against botocore's own client at a fixed clock.
+    25). `frozen`: `creds` frozen already (token.Minter freezes once per session while they stay valid). tests/unit/test_botocore_private.py checks the bytes against botocore's own client at a fixed clock.
     """
     from pgiam import dsql, tokeninfo
 
@@ -183,7 +209,9 @@ def _sign(session: Session, creds: Credentials, svc: Service) -> tuple[str, floa
                                     "body": {"Action": "connect", "DBUser": svc.user}}
     prepare_request_dict(request_dict, f"https://{svc.host}:{svc.port}")
     request = create_request_object(request_dict)
-    SigV4QueryAuth(creds.get_frozen_credentials(), "rds-db", svc.region, expires=TOKEN_LIFETIME).add_auth(request)
+    if frozen is None:
+        frozen = creds.get_frozen_credentials()
+    SigV4QueryAuth(frozen, "rds-db", svc.region, expires=TOKEN_LIFETIME).add_auth(request)
     # AWSRequest.prepare(), which generate_presigned_url calls before reading request.url, returns a new
     # object and leaves request.url as add_auth wrote it: the URL is read directly.
     url: str = request.url
