@@ -67,7 +67,7 @@ def _load() -> None:
         import botocore.signers
         import botocore.utils  # noqa: F401
 
-        from pgiam import awscreds, awserrors, dsql, tokeninfo  # noqa: F401
+        from pgiam import awscreds, awserrors, dsql, presign, tokeninfo  # noqa: F401
 
 
 class Minter:
@@ -194,14 +194,26 @@ def _sign(session: Session, creds: Credentials, svc: Service,
     the client's RequestSigner (the `choose-signer` and `before-sign` events, then `SigV4QueryAuth` over the
     frozen credentials, expiring in 900 s) and strips the scheme. The same botocore pieces are called here
     directly, without the per-call event dispatch: 10,000 tokens are signed in a third of the time (issue
-    25). `frozen`: `creds` frozen already (token.Minter freezes once per session while they stay valid). tests/unit/test_botocore_private.py checks the bytes against botocore's own client at a fixed clock.
+    25). For the usual host pgiam.presign builds the same bytes without botocore's URL round trips.
+    `frozen`: `creds` frozen already (token.Minter freezes once per session while they stay valid).
+    tests/unit/test_botocore_private.py and test_presign.py check the bytes against botocore's own client.
     """
-    from pgiam import dsql, tokeninfo
+    from pgiam import dsql, presign, tokeninfo
 
     if dsql.is_dsql_host(svc.host):  # Aurora DSQL signs differently (no port, no user): pgiam.dsql
         token, minted = dsql.sign(session, creds, svc)
         info = tokeninfo.try_decode(token)  # its own X-Amz-Date: the clock may tick over a second while botocore signs
         return token, info.signed_at if info is not None else minted
+    import botocore.auth
+
+    if frozen is None:
+        frozen = creds.get_frozen_credentials()
+    key, secret = frozen.access_key, frozen.secret_key
+    if presign.applies(svc.host, svc.port) and key is not None and secret is not None:
+        # The usual host: the standard-library presign, the same bytes (pgiam.presign; issue 25).
+        now = botocore.auth.get_current_datetime()  # type: ignore[attr-defined]  # botocore's clock, as add_auth reads it
+        token = presign.rds_token(svc.host, svc.port, svc.user, svc.region, key, secret, frozen.token, now, TOKEN_LIFETIME)
+        return token, tokeninfo.stamp_epoch(now.strftime("%Y%m%dT%H%M%SZ"))
     from botocore.auth import SigV4QueryAuth
     from botocore.awsrequest import create_request_object, prepare_request_dict
 
@@ -209,8 +221,6 @@ def _sign(session: Session, creds: Credentials, svc: Service,
                                     "body": {"Action": "connect", "DBUser": svc.user}}
     prepare_request_dict(request_dict, f"https://{svc.host}:{svc.port}")
     request = create_request_object(request_dict)
-    if frozen is None:
-        frozen = creds.get_frozen_credentials()
     SigV4QueryAuth(frozen, "rds-db", svc.region, expires=TOKEN_LIFETIME).add_auth(request)
     # AWSRequest.prepare(), which generate_presigned_url calls before reading request.url, returns a new
     # object and leaves request.url as add_auth wrote it: the URL is read directly.
