@@ -60,6 +60,9 @@ def _literal(field: str) -> str:
 
 def render_line(key: Key, token: str) -> str:
     """One token line; the database is `*` because a token is not database-specific."""
+    probe = key.host + key.port + key.user
+    if "\\" not in probe and ":" not in probe and "*" not in probe and not key.host.startswith("#"):
+        return f"{key.host}:{key.port}:*:{key.user}:{escape(token)}"  # nothing to escape in the key (issue 25)
     host = _literal(key.host)
     if host.startswith("#"):
         host = "\\" + host  # only `#` in column 0 starts a comment; `\\#` still matches "#"

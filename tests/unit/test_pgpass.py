@@ -162,3 +162,15 @@ def test_parse_tokens_reads_each_line_as_split_fields_does(lines: list[str]) -> 
         if line and not line.startswith("#") and len(fields) == 5:
             expected.setdefault(Key(fields[0], fields[1], fields[3]), fields[4])
     assert pgpass.parse_tokens(text) == expected
+
+
+@given(st.text(alphabet="ab#:\\*é", max_size=6), st.text(alphabet="5#:\\*", max_size=4),
+       st.text(alphabet="ab#:\\*é ", max_size=6), st.text(alphabet="ab:\\", max_size=8))
+def test_render_line_shortcut_writes_what_the_field_by_field_rendering_writes(host: str, port: str, user: str,
+                                                                              tok: str) -> None:
+    """Issue 25: a key with nothing to escape is written by one f-string; every key must come out as the
+    field-by-field rendering (each key field escaped, `*` as `\\*`, a leading `#` escaped) writes it."""
+    h = pgpass._literal(host)
+    h = "\\" + h if h.startswith("#") else h
+    expected = ":".join([h, pgpass._literal(port), "*", pgpass._literal(user), pgpass.escape(tok)])
+    assert pgpass.render_line(Key(host, port, user), tok) == expected
