@@ -74,10 +74,12 @@ def test_presign_is_botocores_generate_db_auth_token(host: str, port: int, user:
 @given(host=st.sampled_from(["DB.Cluster-abc.us-west-2.rds.amazonaws.com", "db.example.com", "[::1]", "10.0.0.7",
                              "db_x.example.com"]),
        port=st.sampled_from([443, 5432, 1]), user=users, now=times)
-def test_token_sign_matches_botocore_for_hosts_the_presigner_declines(host: str, port: int, user: str,
-                                                                      now: datetime.datetime) -> None:
+def test_token_sign_matches_botocore_on_both_paths(host: str, port: int, user: str,
+                                                    now: datetime.datetime) -> None:
     """token._sign falls back to botocore's SigV4QueryAuth where presign.applies says no (upper case, https's
-    port, IPv6, `_`), and both paths give botocore's own token and its signing instant."""
+    port, IPv6, `_`), presigns a DNS name or an IPv4 address itself, and both give botocore's own token and
+    its signing instant."""
+    assert presign.applies(host, port) == (host in ("db.example.com", "10.0.0.7") and port != 443)
     now = now.replace(microsecond=0)
     s = botocore.session.Session()
     s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab", "IQoJ/b3Jp+Z2lu=")
