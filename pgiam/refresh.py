@@ -240,12 +240,14 @@ def _mint(slots: _Slots, due: Mapping[str, freshness.Verdict], mint: Minter, min
     first: dict[object, str] = {}  # services sharing a line share a token: one of them is minted
     groups: dict[Path, list[str]] = {}  # by slot file (profile None and "default" share one)
     keys: dict[Path, minting.SlotKey] = {}
+    files: dict[minting.SlotKey, Path] = {}  # one name per identity, not per service (10,000 services, issue 25)
     for n in due:
         svc = config.services[n]
         if first.setdefault(store.key_of(svc), n) == n:
-            f = minting.slot_file(slots.paths, minting.key_of(svc))
+            key = minting.key_of(svc)
+            f = files.get(key) or files.setdefault(key, minting.slot_file(slots.paths, key))
             groups.setdefault(f, []).append(n)
-            keys.setdefault(f, minting.key_of(svc))
+            keys.setdefault(f, key)
     ids: dict[str, store.Identity] = {}
     held: dict[str, PgiamError] = {}  # services whose slot another pgiam holds
     errors: list[BaseException] = []  # anything else a thread raised (a file error, a bug): raised here

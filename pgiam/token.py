@@ -51,11 +51,15 @@ REUSE_UNTIL_BEFORE_EXPIRY = 15 * 60.0
 
 
 _IMPORTS = threading.Lock()
+_loaded = False
 
 
 def _load() -> None:
     """Import what minting needs, once, in one thread: pgiam.refresh mints several profiles at once in
     threads, and the first import of a package from two threads at once can deadlock on its module locks."""
+    global _loaded
+    if _loaded:
+        return
     with _IMPORTS:
         import botocore.auth
         import botocore.client
@@ -68,6 +72,8 @@ def _load() -> None:
         import botocore.utils  # noqa: F401
 
         from pgiam import awscreds, awserrors, dsql, presign, tokeninfo  # noqa: F401
+
+        _loaded = True
 
 
 class Minter:
