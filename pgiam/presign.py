@@ -1,7 +1,7 @@
 """The RDS IAM token as a SigV4 query-string presign, in the standard library (issue 25).
 
 botocore's `generate_db_auth_token` presigns `GET https://HOST:PORT/?Action=connect&DBUser=USER` for the
-signing name `rds-db`, expiring in 900 s, and strips the scheme. Its SigV4QueryAuth splits, parses and
+signing name `rds-db`, expiring in facts.TOKEN_LIFETIME seconds, and strips the scheme. Its SigV4QueryAuth splits, parses and
 re-encodes the URL several times per token (0.16-0.2 ms each, about 2 s of a 10,000-service refresh);
 the same bytes are built here directly, with the derived signing key kept per day, region and secret.
 The algorithm is AWS's "Authenticating Requests: Using Query Parameters (AWS Signature Version 4)"
@@ -47,7 +47,7 @@ def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
 
 
 def rds_token(host: str, port: int, user: str, region: str, access_key: str, secret_key: str,
-              session_token: str | None, now: datetime.datetime, expires: int = 900) -> str:
+              session_token: str | None, now: datetime.datetime, expires: int) -> str:
     """`HOST:PORT/?Action=connect&DBUser=…&X-Amz-…&X-Amz-Signature=…`, signed at `now` (UTC, naive)."""
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     scope = f"{stamp[:8]}/{region}/rds-db/aws4_request"

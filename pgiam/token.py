@@ -198,7 +198,7 @@ def _sign(session: Session, creds: Credentials, svc: Service,
 
     botocore's `generate_db_auth_token` (botocore/signers.py) builds this request dict, presigns it through
     the client's RequestSigner (the `choose-signer` and `before-sign` events, then `SigV4QueryAuth` over the
-    frozen credentials, expiring in 900 s) and strips the scheme. The same botocore pieces are called here
+    frozen credentials, expiring in TOKEN_LIFETIME seconds) and strips the scheme. The same botocore pieces are called here
     directly, without the per-call event dispatch: 10,000 tokens are signed in a third of the time (issue
     25). For the usual host pgiam.presign builds the same bytes without botocore's URL round trips.
     `frozen`: `creds` frozen already (token.Minter freezes once per session while they stay valid).

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from pgiam import presign, token, tokeninfo
 from pgiam.config import Service
+from pgiam.facts import TOKEN_LIFETIME
 
 _label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 hosts = st.lists(_label, min_size=1, max_size=5).map(".".join)
@@ -66,7 +67,7 @@ def test_presign_is_botocores_generate_db_auth_token(host: str, port: int, user:
     """Any user (unicode, `:`, `&`, `=`, `%`, spaces), host, port, region, instant, static or session credentials."""
     now = now.replace(microsecond=0)
     assert presign.applies(host, port)
-    ours = presign.rds_token(host, port, user, region, key, secret, session_token, now)
+    ours = presign.rds_token(host, port, user, region, key, secret, session_token, now, TOKEN_LIFETIME)
     assert ours == botocore_token(host, port, user, region, key, secret, session_token, now)
 
 
@@ -131,14 +132,14 @@ def test_every_changed_string_of_the_presigner_is_caught() -> None:
     now = datetime.datetime(2026, 12, 3, 20, 0, 0)
     key, secret = "AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab"
     expected = [botocore_token(h, p, u, r, key, secret, t, now) for h, p, u, r, t in CASES]
-    assert [presign.rds_token(h, p, u, r, key, secret, t, now) for h, p, u, r, t in CASES] == expected
+    assert [presign.rds_token(h, p, u, r, key, secret, t, now, TOKEN_LIFETIME) for h, p, u, r, t in CASES] == expected
     mutants = _mutants()
     assert len(mutants) >= 25, [label for label, _ in mutants]
     survivors = []
     for label, module in mutants:
         module._KEYS.clear()
         try:
-            got = [module.rds_token(h, p, u, r, key, secret, t, now) for h, p, u, r, t in CASES]
+            got = [module.rds_token(h, p, u, r, key, secret, t, now, TOKEN_LIFETIME) for h, p, u, r, t in CASES]
         except Exception:  # noqa: BLE001 - a mutant that breaks is caught
             continue
         if got == expected:
