@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from pgiam import pgpass, tokeninfo
+from pgiam import freshness, pgpass, tokeninfo
 from tests.awsfake import credential_profiles
 from tests.e2e.conftest import World
 from tests.e2e.test_psql import info, sandbox_keys
@@ -263,31 +263,29 @@ def test_ready_renews_before_short_credentials_expire_and_stops_cleanly(
         assert stat.S_IMODE(os.stat(pod.shared / "pgiam").st_mode) == 0o700
         assert stat.S_IMODE(os.stat(pod.pgpass).st_mode) == 0o600
 
-        # Renewed before the credentials that signed t1 expire (half-way through their two minutes).
+        # One renewal proves both claims: it comes before the credentials that signed t1 expire (half-way
+        # through their two minutes, less the jitter), and a SIGTERM arriving while it fetches credentials
+        # lets its write finish, then exit 0. (Renewal after renewal on short credentials, under load, is
+        # tests/e2e/test_pgbouncer.py's three rotations.)
         log.until("app: renewed", timeout=30)  # the first write
-        log.until("app: renewed", timeout=CRED_LIFE)
-        t2 = tokeninfo.decode(pod.token())
-        assert t2.signed_at > t1.signed_at
-        assert t2.signed_at < state["expires"], "renewed only after the credentials had expired"
-        p = pod.psql()
-        assert p.returncode == 0, p.stderr
-
-        # No spinning: the credential fetches come in one burst per renewal (botocore refreshes credentials
-        # that are inside its 15-minute advisory window each time they are read: two or three per mint).
-        bursts = [t for i, t in enumerate(cs.requests) if i == 0 or t - cs.requests[i - 1] > 5]
-        assert len(bursts) == 2 and len(cs.requests) <= 6, cs.requests
-
-        # SIGTERM while the next renewal is fetching credentials: the write finishes, then exit 0.
+        # No spinning: the credential fetches of the first mint come in one burst (botocore refreshes
+        # credentials that are inside its 15-minute advisory window each time they are read: two or three
+        # per mint), and nothing more until the renewal, no sooner than MIN_INTERVAL after t1 was signed.
         before = len(cs.requests)
+        assert 1 <= before <= 3 and cs.requests[-1] - cs.requests[0] <= 5, cs.requests
         cs.hold.set()
         assert cs.arrived.wait(CRED_LIFE), "the daemon never came back for new credentials"
+        came_back = time.time()
+        assert len(cs.requests) == before, cs.requests
+        assert t1.signed_at + freshness.MIN_INTERVAL <= came_back < state["expires"], (t1.signed_at, came_back)
         proc.send_signal(signal.SIGTERM)
         signal_delivered(proc.pid, signal.SIGTERM)
         cs.release.set()
         assert proc.wait(60) == 0
-        assert len(cs.requests) > before
-        t3 = tokeninfo.decode(pod.token())
-        assert t3.signed_at > t2.signed_at
+        assert before < len(cs.requests) <= before + 3
+        t2 = tokeninfo.decode(pod.token())
+        assert t2.signed_at > t1.signed_at
+        assert t2.signed_at < state["expires"], "renewed only after the credentials had expired"
         assert "[app]" in pod.service_file.read_text()
         p = pod.psql()
         assert p.returncode == 0, p.stderr
@@ -296,7 +294,7 @@ def test_ready_renews_before_short_credentials_expire_and_stops_cleanly(
         err = "".join(log.lines)
         stop = next(i for i, line in enumerate(log.lines) if "stopping (SIGTERM)" in line)
         assert "app: renewed" in log.lines[stop - 1]  # the renewal in progress was written first
-        assert sum("app: renewed" in line for line in log.lines) == 3
+        assert sum("app: renewed" in line for line in log.lines) == 2
         for secret in (pod.token(), cs.secret, cs.auth, "X-Amz-Signature", "session-"):
             assert secret not in err
         assert all(line.startswith("pgiam: ") for line in log.lines)
