@@ -90,10 +90,12 @@ def _needs_guard(foreign: str) -> bool:
     """Would libpq read any of the user's lines above their first section as part of ours?"""
     for raw in block.lines(foreign):
         body = raw.rstrip("\r\n")
+        if len(body) > OLD_LINE_MAX:  # libpq checks the length first: even a `[` line that long is an error
+            return True
         s = body.strip(" \t\r\n\f\v")
         if s.startswith("["):
             return False
-        if (s and not s.startswith("#")) or len(body) > OLD_LINE_MAX:
+        if s and not s.startswith("#"):
             return True
     return False
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pgiam import block, config, pgpass, servicefile
@@ -66,6 +66,7 @@ VALUES = st.text(min_size=1, max_size=30).filter(lambda v: _ok(lambda x: config.
 
 @SETTINGS
 @given(text=FOREIGN, entries=st.dictionaries(NAMES, st.tuples(HOSTS, USERS, VALUES), max_size=4))
+@example(text="[local]" + "x" * 1100, entries={"0": ("0", "0", "0")})  # found on a fresh machine: a header too long
 def test_servicefile_merge(text: str, entries: dict) -> None:
     """Foreign bytes preserved, idempotent, and libpq (reference) reads exactly our keys for each service."""
     es = [servicefile.Entry(n, [("host", h), ("port", "5432"), ("user", u), ("dbname", d), ("sslmode", "verify-full")])

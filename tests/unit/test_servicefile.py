@@ -84,3 +84,15 @@ def test_property_foreign_preserved_and_idempotent(foreign: str) -> None:
     assert once.endswith(foreign)
     assert servicefile.merge(once, [PROD]) == once
     assert servicefile.merge(once, []) == foreign
+
+
+@pytest.mark.parametrize("length", [servicefile.OLD_LINE_MAX + 1, 1100])
+def test_a_header_line_too_long_for_libpq_is_kept_out_of_our_last_section(length: int) -> None:
+    """libpq checks a line's length before it looks for a `[`: a foreign first line `[local]xxx…` longer
+    than libpq allows is not a header that ends pgiam's last section but an error while reading it, so
+    the guard section goes between them (found by tests/reliability/test_properties.py on a fresh machine)."""
+    foreign = "[local]" + "x" * (length - len("[local]")) + "\nhost=h\n"
+    merged = servicefile.merge(foreign, [PROD])
+    block, _, rest = merged.partition(servicefile.END_LINE)
+    assert rest.endswith(foreign)
+    assert f"[{servicefile.GUARD_NAME}]" in block.splitlines()
