@@ -187,7 +187,7 @@ def configs(draw: st.DrawFn) -> tuple[str, list[str]]:
 TABLE = {"host": "new.example.com", "user": "newuser", "port": 6543}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(configs(), NAMES)
 def test_set_changes_only_that_service(cfg: tuple[str, list[str]], name: str) -> None:
     text, names = cfg
@@ -205,7 +205,7 @@ def test_set_changes_only_that_service(cfg: tuple[str, list[str]], name: str) ->
     assert [ln for ln in out_lines if ln in kept] == [ln for ln in text.splitlines() if ln in kept]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(configs(), NAMES)
 def test_add_then_remove_gives_the_file_back(cfg: tuple[str, list[str]], name: str) -> None:
     text, names = cfg
@@ -214,7 +214,7 @@ def test_add_then_remove_gives_the_file_back(cfg: tuple[str, list[str]], name: s
     assert render_without_service(render_with_service(text, name, TABLE), name) == text
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(configs(), st.data())
 def test_remove_drops_that_table_and_nothing_else(cfg: tuple[str, list[str]], data: st.DataObject) -> None:
     text, names = cfg

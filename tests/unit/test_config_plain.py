@@ -64,7 +64,7 @@ def _tomllib(text: str) -> dict[str, Any] | None:
         return None
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_document(odd=False), st.booleans())
 def test_the_plain_reader_reads_what_tomllib_reads(lines: list[str], last: bool) -> None:
     text = "\n".join(lines) + ("\n" if last else "")
@@ -73,7 +73,7 @@ def test_the_plain_reader_reads_what_tomllib_reads(lines: list[str], last: bool)
     assert json.dumps(fast) == json.dumps(tomllib.loads(text))  # the same data, in the same order
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_document(odd=True), st.sampled_from(["\n", "\n", "\r\n"]), st.booleans())
 def test_the_plain_reader_means_what_tomllib_means_or_steps_aside(lines: list[str], newline: str, last: bool) -> None:
     text = newline.join(lines) + (newline if last else "")

@@ -40,7 +40,7 @@ _VALUES = st.one_of(_TEXTS, st.integers(min_value=-2, max_value=70000), st.boole
 _KEYS = st.sampled_from(sorted(config.SERVICE_KEYS | {"hots"}))
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from([{}, {"host": "db.cluster-abc.us-west-2.rds.amazonaws.com", "user": "app"}, {"host": "db.example.com", "user": "u"}]),
        st.dictionaries(_KEYS, _VALUES, max_size=5), st.sampled_from([None, "eu-west-1"]), st.sampled_from([None, "dflt"]))
 def test_the_fast_service_check_agrees_with_the_per_key_checks(base: dict[str, Any], extra: dict[str, Any],
@@ -77,7 +77,7 @@ _LABELS = st.sampled_from(["db", "cluster-abc", "proxy-x", "US-EAST-1", "us-east
                            "eu-1", "rds", "RDS", "amazonaws", "com", "cn", "", "x1", "dsql", "on", "aws"])
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(_LABELS, max_size=7).map(".".join), st.sampled_from(["", "."]))
 def test_the_region_pattern_reads_rds_hosts_as_their_labels_say(host: str, dot: str) -> None:
     """Issue 25: infer_region's one compiled match agrees with reading the host label by label."""

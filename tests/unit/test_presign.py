@@ -58,7 +58,7 @@ def botocore_token(host: str, port: int, user: str, region: str, key: str, secre
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(host=hosts, port=ports, user=users, region=regions, now=times, key=access_keys, secret=secrets_,
        session_token=session_tokens)
 def test_presign_is_botocores_generate_db_auth_token(host: str, port: int, user: str, region: str,

@@ -108,7 +108,7 @@ _PIECES = st.sampled_from(["AKIA", "ASIA", "ABCDEFGHIJKLMNOP", "0123456789", "ab
                            "X-AMZ-SIGNATURE=a", "eyJ", "eyJhbGciOiJIUzI1.eyJzdWIiOiIx", " ", "\n", ".", "-", "_", "\"", "é", "K"])
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(_PIECES, max_size=30).map("".join))
 def test_the_scrubbers_quick_look_never_skips_a_secret(text: str) -> None:
     """Issue 25: pgiam.scrub skips its patterns only when none of them can match (the patterns scan every

@@ -17,7 +17,7 @@ _ROWS = st.builds(ServiceState, key=st.text(max_size=5), minted=st.one_of(st.non
                   failures=st.integers(0, 9))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(alphabet="ab._-@+0", min_size=1, max_size=4), _ROWS, max_size=5))
 def test_the_rows_read_back_exactly(states: dict[str, ServiceState]) -> None:
     """Issue 25: whatever the errors and hints hold (braces, quotes, `}, {"code": `), the file reads back

@@ -36,7 +36,7 @@ TOKENS = [
 ]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.sampled_from(TOKENS), cut=st.integers(0, 2000), junk=st.text(max_size=6), mode=st.sampled_from(["keep", "insert", "cut", "replace"]))
 def test_fast_decoder_agrees_with_tokeninfo(base: str, cut: int, junk: str, mode: str) -> None:
     i = cut % (len(base) + 1)
@@ -54,7 +54,7 @@ def test_fast_decoder_reads_real_tokens() -> None:
         assert entry._token_facts(t) is not None
 
 
-@settings(max_examples=400)
+@settings(max_examples=150)
 @given(base=st.sampled_from(TOKENS), offset=st.integers(-100, 1200), margin=st.integers(0, 900),
        creds=st.one_of(st.none(), st.integers(-100, 1200)), wrong=st.sampled_from(["", "host", "port", "user", "region"]))
 def test_fast_freshness_agrees_with_the_shared_rule(base: str, offset: int, margin: int, creds: int | None, wrong: str) -> None:
@@ -81,7 +81,7 @@ LINE = st.one_of(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=150)
 @given(lines=st.lists(LINE, max_size=10), nl=st.sampled_from(["\n", "\r\n"]), key=st.tuples(FIELD, FIELD, FIELD))
 def test_fast_pgpass_reader_agrees_with_pgpass(lines: list[str], nl: str, key: tuple[str, str, str]) -> None:
     text = nl.join(lines)
