@@ -19,12 +19,12 @@ import botocore
 import botocore.auth
 import botocore.credentials
 import botocore.exceptions
-import botocore.session
 import botocore.signers
 import pytest
 
 from pgiam import awscreds, awserrors, dsql, token
 from pgiam.config import Service
+from tests.conftest import botocore_session
 
 ROOT = Path(__file__).resolve().parents[2]
 AT = datetime.datetime(2026, 11, 26, 12, 0, 0)
@@ -90,7 +90,7 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
 
 
 def static_session() -> Any:
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab")
     return s
 
@@ -101,7 +101,7 @@ def test_the_fast_presign_mints_what_botocores_client_mints(frozen: datetime.dat
                                                             session_token: str | None) -> None:
     """token._sign presigns with botocore's SigV4QueryAuth directly (no RequestSigner, no events; issue 25):
     byte for byte the token of a real RDS client's generate_db_auth_token, same frozen credentials and clock."""
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab", session_token)
     svc = Service(name="p", host="db.cluster-abc.us-west-2.rds.amazonaws.com", user=user, region="us-west-2", port=6543)
     minted, at = token._sign(s, s.get_credentials(), svc)

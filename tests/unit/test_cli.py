@@ -9,12 +9,11 @@ import stat
 from pathlib import Path
 
 import botocore.auth
-import botocore.session
 import pytest
 
 from pgiam import pgpass
 from pgiam.errors import ExitCode
-from tests.conftest import SANDBOX_HOST
+from tests.conftest import botocore_session, SANDBOX_HOST
 
 FOREIGN_PGPASS = b"# my passwords\r\nlocalhost:5432:*:me:s\\:ecret\r\nother:1:*:x:\xff\xfe"
 FOREIGN_SERVICE = b"# my services\n[local]\nhost=localhost\n\n  [odd]  spaced\nport= 5\n[broken"
@@ -32,7 +31,7 @@ def add(run_cli, ca_file: Path, name: str = "prod", *extra: str) -> tuple[int, s
 
 
 def reference_token(host: str, port: int, user: str, region: str) -> str:
-    client = botocore.session.Session().create_client("rds", region_name=region)
+    client = botocore_session().create_client("rds", region_name=region)
     return client.generate_db_auth_token(host, port, user, Region=region)
 
 

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import botocore.session
 import pytest
 
 from pgiam.sandbox import ldapd
+from tests.conftest import botocore_session
 
 AK = "AKIALDAPDTEST0000001"
 SK = "ldapdTestSecretKey0000000000000000000000"
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def mint(user: str, host: str = HOST) -> str:
-    session = botocore.session.Session()
+    session = botocore_session()
     session.set_credentials(AK, SK)
     return session.create_client("rds", region_name="us-east-1").generate_db_auth_token(host, 5432, user)
 

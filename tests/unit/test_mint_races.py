@@ -85,16 +85,32 @@ def test_after_waiting_for_a_minter_that_failed_the_caller_judges_again(run_cli,
     config = load_config(paths.config_file, scope=paths.scope)
     now = time.time()
 
+    import fcntl
+
+    real_flock = fcntl.flock
+    refused = threading.Event()  # the refresh below found the slot taken and is waiting for it
+
+    def flock(fd: int, op: int) -> None:  # the real flock; a refusal in this (the refresh's) thread is noted
+        try:
+            real_flock(fd, op)
+        except BlockingIOError:
+            if threading.current_thread() is threading.main_thread():
+                refused.set()
+            raise
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+
     def background_failure() -> None:
         with minting.slot(paths, minting.key_of(config.services["prod"]), 0):
             held.set()
-            time.sleep(0.5)
+            waited.append(refused.wait(10))  # not a sleep: the failure lands while the refresh waits for it
             row = ServiceState(store.key_str(config.services["prod"]), error="the STS call timed out",
                                hint="check the network", failed_at=time.time(), code=int(ExitCode.NETWORK), failures=1)
             paths.state_file.write_bytes(render_state({"prod": row}))
 
     for if_needed, status, code in ((True, "failed", ExitCode.NETWORK), (False, "renewed", ExitCode.OK)):
-        held = threading.Event()
+        held, waited = threading.Event(), []
+        refused.clear()
         other = threading.Thread(target=background_failure)
         other.start()
         held.wait(5)
@@ -102,6 +118,7 @@ def test_after_waiting_for_a_minter_that_failed_the_caller_judges_again(run_cli,
         result = refresh.refresh(paths, now, lambda svc: minted.append(svc.name) or token.mint(svc), ["prod"],
                                  if_needed=if_needed, wait=5)
         other.join()
+        assert waited == [True], "the refresh never waited for the slot"
         assert [(o.name, o.status) for o in result.outcomes] == [("prod", status)], result.outcomes
         assert result.code == code
         assert minted == ([] if if_needed else ["prod"])
@@ -196,10 +213,11 @@ def test_a_background_refresh_renews_what_no_other_minter_holds(run_cli, home: P
     assert {o.name: o.status for o in again.outcomes} == {"p1": "renewed", "p2": "fresh"}
 
 
-def test_a_slow_profile_does_not_hold_back_the_others_tokens(run_cli, home: Path, ca_file: Path) -> None:
+def test_a_slow_profile_does_not_hold_back_the_others_tokens(run_cli, home: Path, ca_file: Path, monkeypatch) -> None:
     """Issue 20 repro 8, within one refresh (a timer's or `pgiam run`'s, which mint every profile): a helper
     that takes its time for one profile held the other profiles' new tokens back until it was done. Now
     they are written while it is still at work: p1's mint here waits to see p2's token in ~/.pgpass."""
+    monkeypatch.setattr(refresh, "EARLY", 0.1)  # written 0.1 s after p2 is done, not 2 s: the test need not wait
     assert add(run_cli, ca_file, "p1", SANDBOX_HOST, "--profile", "one", "--no-refresh")[0] == ExitCode.OK
     assert add(run_cli, ca_file, "p2", HOST_C, "--profile", "two", "--no-refresh")[0] == ExitCode.OK
     paths = Paths.from_env()
@@ -210,7 +228,7 @@ def test_a_slow_profile_does_not_hold_back_the_others_tokens(run_cli, home: Path
             deadline = time.monotonic() + 30
             while key not in pgpass.parse_tokens(paths.pgpass.read_text() if paths.pgpass.exists() else ""):
                 assert time.monotonic() < deadline, "p2's token was not written while p1 was at work"
-                time.sleep(0.05)
+                time.sleep(0.01)
         return _unprofiled(svc)
 
     result = refresh.refresh(paths, time.time(), mint, wait=5)

@@ -15,7 +15,6 @@ import types
 from unittest import mock
 
 import botocore.auth
-import botocore.session
 from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 from pgiam import presign, token, tokeninfo
 from pgiam.config import Service
 from pgiam.facts import TOKEN_LIFETIME
+from tests.conftest import botocore_session
 
 _label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 hosts = st.lists(_label, min_size=1, max_size=5).map(".".join)
@@ -37,7 +37,7 @@ session_tokens = st.none() | st.text(st.characters(blacklist_categories=("Cs",))
 
 @functools.lru_cache(maxsize=1)
 def _rds_client() -> object:
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAUNUSEDUNUSEDUNUS", "unused")
     return s.create_client("rds", region_name="us-east-1")
 
@@ -82,7 +82,7 @@ def test_token_sign_matches_botocore_on_both_paths(host: str, port: int, user: s
     its signing instant."""
     assert presign.applies(host, port) == (host in ("db.example.com", "10.0.0.7") and port != 443)
     now = now.replace(microsecond=0)
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab", "IQoJ/b3Jp+Z2lu=")
     svc = Service(name="p", host=host, user=user, region="us-west-2", port=port)
     with mock.patch.object(botocore.auth, "get_current_datetime", lambda *a, **k: now):

@@ -7,12 +7,12 @@ import functools
 from typing import Any
 
 import botocore.auth
-import botocore.session
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgiam.sandbox.sigv4check import check_token
+from tests.conftest import botocore_session
 
 AK = "AKIASANDBOXTEST12345"
 SK = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -48,7 +48,7 @@ def mint(
 def client(service: str, region: str, ak: str, sk: str, token: str | None) -> Any:
     """One botocore client per service, region and credentials: making one loads the service model (~0.2 s).
     Signing reads the (frozen) clock at each call, so a cached client signs as a new one would."""
-    session = botocore.session.Session()
+    session = botocore_session()
     session.set_credentials(ak, sk, token)
     return session.create_client(service, region_name=region)
 

@@ -10,7 +10,6 @@ import functools
 from pathlib import Path
 
 import botocore.auth
-import botocore.session
 import pytest
 
 from pgiam import pgpass, servicefile, store
@@ -18,7 +17,7 @@ from pgiam.config import Config, Defaults, Service, Via
 from pgiam.errors import ConfigError, ExitCode
 from pgiam.paths import Paths
 from pgiam.state import ServiceState, parse_state
-from tests.conftest import SANDBOX_HOST
+from tests.conftest import botocore_session, SANDBOX_HOST
 
 SIGNED = datetime.datetime(2026, 11, 26, 12, 0, 0)  # naive UTC, as botocore's clock
 T0 = float(calendar.timegm(SIGNED.timetuple()))
@@ -42,7 +41,7 @@ def _signed(host: str, port: int, user: str, region: str, at: datetime.datetime)
 
 @functools.cache
 def _client():  # type: ignore[no-untyped-def]
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab")
     return s.create_client("rds", region_name="us-west-2")
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 import datetime
 
 import botocore.auth
-import botocore.session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pgiam import block, entry, freshness, pgpass, tokeninfo
+from tests.conftest import botocore_session
 
 FIELD = st.text(alphabet=st.sampled_from(list("ab:\\*# \r\t\x85é")), max_size=8)
 
 
 def _signed(host: str, port: int, user: str, region: str, when: datetime.datetime, service: str = "rds") -> str:
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAPGIAMTESTEXAMPLE", "secret/example")
     saved = botocore.auth.get_current_datetime
     botocore.auth.get_current_datetime = lambda *a, **k: when  # type: ignore[assignment]

@@ -7,12 +7,12 @@ import functools
 from collections.abc import Callable
 from unittest import mock
 
-import botocore.session
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgiam import tokeninfo
+from tests.conftest import botocore_session
 
 SIGNED = dt.datetime(2026, 11, 30, 12, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -21,7 +21,7 @@ SIGNED = dt.datetime(2026, 11, 30, 12, 0, 0, tzinfo=dt.timezone.utc)
 def rds_token(host: str = "db.cluster-abc.us-west-2.rds.amazonaws.com", port: int = 5432, user: str = "alice",
               region: str = "us-west-2", session_token: str | None = None) -> str:
     """A token signed by botocore itself (dummy keys, a frozen clock)."""
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", session_token)
     client = s.create_client("rds", region_name=region)
     with mock.patch("botocore.auth.get_current_datetime", return_value=SIGNED.replace(tzinfo=None)):
@@ -31,7 +31,7 @@ def rds_token(host: str = "db.cluster-abc.us-west-2.rds.amazonaws.com", port: in
 
 @functools.lru_cache(maxsize=None)  # as rds_token: a frozen clock signs the same token (a dsql client costs ~0.1 s)
 def dsql_token(admin: bool) -> str:
-    s = botocore.session.Session()
+    s = botocore_session()
     s.set_credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
     client = s.create_client("dsql", region_name="us-east-1")
     host = "abc123.dsql.us-east-1.on.aws"
