@@ -160,11 +160,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     root = Path(__file__).resolve().parent.parent
     rank = {name: i for i, name in enumerate(FIRST)}
 
-    def key(item: pytest.Item) -> int:
+    @functools.cache
+    def of_file(path: Path) -> int:  # one resolve() per file, not per test: every worker sorts every item
         try:
-            name = Path(item.path).resolve().relative_to(root).as_posix()
+            name = path.resolve().relative_to(root).as_posix()
         except ValueError:
             return len(FIRST)
         return rank.get(name, len(FIRST))
 
-    items.sort(key=key)  # stable: the rest keep their collected order
+    items.sort(key=lambda item: of_file(Path(item.path)))  # stable: the rest keep their collected order

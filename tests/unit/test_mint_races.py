@@ -156,8 +156,8 @@ def test_the_mint_lock_message_names_the_holders_pid(run_cli, home: Path, ca_fil
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "held\n"
         with pytest.raises(LockedError) as exc:
-            refresh.refresh(paths, time.time(), token.mint, ["prod"], wait=0.2)
-        assert exc.value.message == f"another pgiam (pid {proc.pid}) holds the mint lock of {minting.label(key)} (waited 0.2 s)"
+            refresh.refresh(paths, time.time(), token.mint, ["prod"], wait=0.05)
+        assert exc.value.message == f"another pgiam (pid {proc.pid}) holds the mint lock of {minting.label(key)} (waited 0.05 s)"
         assert exc.value.hint == f"wait for it to finish, or check it with `ps -p {proc.pid}`"
     finally:
         assert proc.stdin is not None

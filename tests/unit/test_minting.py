@@ -95,7 +95,7 @@ def test_a_caller_that_needs_a_token_waits_for_the_minter_then_judges_again(path
 
     t = threading.Thread(target=waiter)
     t.start()
-    t.join(0.3)
+    t.join(0.1)
     assert t.is_alive() and result == []  # still waiting while the other process mints
     release(proc)
     t.join(30)
@@ -106,10 +106,10 @@ def test_a_bounded_wait_gives_up_naming_the_holder_and_the_profile(paths: Paths)
     proc = hold(paths)
     try:
         with pytest.raises(LockedError) as err:
-            with minting.slot(paths, KEY, 0.2):
+            with minting.slot(paths, KEY, 0.05):
                 pass
         assert not isinstance(err.value, minting.MintBusy)
-        assert err.value.message == f"another pgiam (pid {proc.pid}) holds the mint lock of profile p1 in us-west-2 (waited 0.2 s)"
+        assert err.value.message == f"another pgiam (pid {proc.pid}) holds the mint lock of profile p1 in us-west-2 (waited 0.05 s)"
         assert err.value.hint == f"wait for it to finish, or check it with `ps -p {proc.pid}`"
     finally:
         release(proc)
