@@ -12,6 +12,7 @@ import datetime
 import functools
 import inspect
 import types
+from typing import Any
 from unittest import mock
 
 import botocore.auth
@@ -40,6 +41,14 @@ def _rds_client() -> object:
     s = botocore_session()
     s.set_credentials("AKIAUNUSEDUNUSEDUNUS", "unused")
     return s.create_client("rds", region_name="us-east-1")
+
+
+@functools.cache
+def _session() -> Any:
+    """The session token._sign is handed (it reads only its credentials for RDS hosts): one for all examples."""
+    s = botocore_session()
+    s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab", "IQoJ/b3Jp+Z2lu=")
+    return s
 
 
 def _client(access_key: str, secret: str, session_token: str | None) -> object:
@@ -82,8 +91,7 @@ def test_token_sign_matches_botocore_on_both_paths(host: str, port: int, user: s
     its signing instant."""
     assert presign.applies(host, port) == (host in ("db.example.com", "10.0.0.7") and port != 443)
     now = now.replace(microsecond=0)
-    s = botocore_session()
-    s.set_credentials("AKIAPGIAMTESTEXAMPLE", "pgiamTestSecretKey/ExampleOnly0123456789ab", "IQoJ/b3Jp+Z2lu=")
+    s = _session()
     svc = Service(name="p", host=host, user=user, region="us-west-2", port=port)
     with mock.patch.object(botocore.auth, "get_current_datetime", lambda *a, **k: now):
         minted, at = token._sign(s, s.get_credentials(), svc)
