@@ -46,10 +46,12 @@ def pytest_configure(config: pytest.Config) -> None:
             or not sys.platform.startswith("linux") or not _unit_tier_only(config)):
         return
     try:
-        flags = os.statvfs(RAM).f_flag
+        fs = os.statvfs(RAM)
     except OSError:
         return
-    if os.access(RAM, os.W_OK | os.X_OK) and not flags & (os.ST_NOEXEC | os.ST_RDONLY):  # stand-in helpers run from it
+    roomy = fs.f_bavail * fs.f_frsize >= 256 << 20  # a run leaves ~6 MB, pytest keeps the last three runs
+    usable = os.access(RAM, os.W_OK | os.X_OK) and not fs.f_flag & (os.ST_NOEXEC | os.ST_RDONLY)  # helpers run from it
+    if roomy and usable:
         os.environ["TMPDIR"] = str(RAM)  # pytest's tmp_path root (tempfile.gettempdir()); the workers inherit it
         tempfile.tempdir = None  # forget a value computed before
 
