@@ -133,7 +133,6 @@ FIRST = (
     "tests/reliability/test_kill_journal.py",  # 108 s: a kill at every journal step, per command
     "tests/e2e/test_pgbouncer.py",  # 91 s: pgbench through pgbouncer across three rotations
     "tests/reliability/test_trust.py",  # 86 s
-    "tests/reliability/test_crash.py",  # 76 s: 200 SIGKILLs during refreshes, one test
     "tests/reliability/test_aws_failures.py",  # 66 processes, started side by side
     "tests/e2e/test_aws_messages.py",  # 66 s
     "tests/e2e/test_credentials.py",  # 60 s
@@ -149,6 +148,7 @@ FIRST = (
     "tests/unit/test_block.py",  # 24 s: one hypothesis property
     "tests/e2e/test_sandbox_cluster.py",  # 23 s
     "tests/reliability/test_hostile.py",  # 22 s
+    "tests/reliability/test_crash.py",  # 17-20 s: 200 SIGKILLs during refreshes, one test
     "tests/reliability/test_concurrency.py",  # 17 s: fifty processes, one test
     "tests/e2e/test_sandbox_cli.py",  # 17 s: one test
 )

@@ -357,7 +357,18 @@ def test_pgbench_through_pgbouncer_across_three_rotations_has_no_failed_transact
             f.seek(start)
             refused = [line for line in f.read().decode(errors="replace").splitlines() if "refused" in line]
         run_log = "".join(log.lines) if log is not None else "(pgiam run not started)"
-        return (f"\nchecker refusals: {refused}\npgbouncer log:\n{b.log_tail()}\npgiam run log:\n{run_log}"
+        # pgbouncer's warnings and every disconnect but the routine two (a server dropped during its login
+        # makes pgbouncer fail the next clients: src/objects.c, check_fast_fail), and the server's errors.
+        routine = ("client close request", "server lifetime over")
+        warnings = [line for line in b.logfile.read_text(errors="replace").splitlines()
+                    if " LOG " not in line or ("closing because" in line and not any(r in line for r in routine))
+                    ][-20:] if b.logfile.exists() else ["(no log)"]
+        server_log = Path(info(world)["data_dir"]).parent / "server.log"
+        server = [line for line in server_log.read_text(errors="replace").splitlines()
+                  if "FATAL" in line or "ERROR" in line or "WARNING" in line][-20:] if server_log.exists() else []
+        return (f"\nchecker refusals: {refused}\npgbouncer warnings:\n" + "\n".join(warnings)
+                + "\nserver log (FATAL, ERROR, WARNING):\n" + "\n".join(server)
+                + f"\npgbouncer log:\n{b.log_tail()}\npgiam run log:\n{run_log}"
                 f"\nnow {time.strftime('%H:%M:%S', time.gmtime())}")
 
     def finish(bench: subprocess.Popen[str]) -> None:

@@ -23,9 +23,21 @@ pytestmark = pytest.mark.reliability
 # A fork server: import pgiam and botocore once (one warm-up refresh), then for each request fork a
 # child that runs `pgiam refresh` in a loop until the test SIGKILLs it; report the child's pid, then
 # its wait status. Forking makes 200 kills cheap (no interpreter start per kill).
+# A token is signed to the second (X-Amz-Date): two refreshes within one second mint the same tokens and
+# write nothing, so most refreshes of a loop taking tens of ms would change no file, and a kill could not
+# land in a write. In the child, botocore's signing clock (the edge pgiam reads the time from) never
+# repeats a second: each token is signed at least a second after the one before, so every refresh writes.
 DRIVER = """
-import os, sys
+import datetime, os, sys
+import botocore.auth
 from pgiam.cli import main
+real_clock, last = botocore.auth.get_current_datetime, []
+def stepping_clock():
+    now = real_clock()
+    if last and now < last[-1] + datetime.timedelta(seconds=1):
+        now = last[-1] + datetime.timedelta(seconds=1)
+    last.append(now)
+    return now
 ctl_in, ctl_out, progress = map(int, sys.argv[1:4])
 if main(["refresh", "--quiet"]) != 0:
     sys.exit(3)
@@ -33,7 +45,10 @@ os.write(ctl_out, b"ready\\n")
 while os.read(ctl_in, 1):
     pid = os.fork()
     if pid == 0:
+        botocore.auth.get_current_datetime = stepping_clock
         while main(["refresh", "--quiet"]) == 0:
+            if not last:  # pgiam no longer reads botocore's clock: this test must learn its new clock
+                os._exit(4)
             os.write(progress, b".")
         os._exit(3)
     os.write(ctl_out, b"%d\\n" % pid)
