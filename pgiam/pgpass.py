@@ -7,8 +7,10 @@ only as a whole field, `#` in column 0 starts a comment, no trimming.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Set
 from typing import NamedTuple
 
 from pgiam import block, facts
@@ -101,6 +103,48 @@ def parse_tokens(text: str) -> dict[Key, str]:
             host, port, _db, user, password, lone = m.groups()
             out.setdefault(Key(_unescape(host), _unescape(port), _unescape(user)), _unescape(password) + lone)
     return out
+
+
+# The start of a block line as render_line writes a key with nothing to escape (no `\\`, `:` or `*` in host,
+# port or user, no `#` first), at the start of a line: `host:port:*:user:`, then the token.
+_PLAIN_KEY = re.compile(r"(?m)^([^\\:*\n#][^\\:*\n]*):([^\\:*\n]*):\*:([^\\:*\n]*):.*\n")
+
+
+def merge_some(text: str, new: Mapping[Key, str], keep: Set[Key]) -> str | None:
+    """What merge(text, tokens) returns, where tokens are the block's tokens whose key is in `keep`, updated
+    by the tokens of `new` whose key is in `keep`; computed by rewriting only the lines of `new` (issue 25:
+    `refresh NAME` among 10,000 services). None when the block is not exactly what merge writes (not at the
+    top, another copy below, a line merge would write otherwise, keys out of order or not in `keep`, CR line
+    ends): then call merge."""
+    head, tail = BEGIN_LINE + "\n", "\n" + END_LINE + "\n"
+    if not text.startswith(head) or "\r" in text or not all(new.values()):
+        return None
+    end = text.find(tail, len(head) - 1)
+    if end == -1 or text.find(BEGIN_LINE, end) != -1:
+        return None
+    inner = text[len(head) : end + 1]  # the block's lines, each with its "\n"
+    keys = _PLAIN_KEY.findall(inner)  # (host, port, user) of each line that starts as render_line writes it
+    lines, escaped = inner.count("\n"), inner.count("\\:")
+    # Every line matched, and its token written as escape() writes one with no `\\` in it: each `\\` escapes a
+    # `:` and every other `:` is one of the line's four separators (an unescaped one would end the password).
+    if len(keys) != lines or inner.count("\\") != escaped or inner.count(":") - escaped != 4 * lines:
+        return None
+    if not all(map(operator.lt, keys, keys[1:])) or not keep.issuperset(keys):
+        return None  # not sorted, a key twice, or a token merge would drop
+    pieces, pos = [head], 0
+    for k in sorted(k for k in new if k in keep):  # each line written at its place in the old block, in order
+        i = bisect_left(keys, k)
+        at = _line_at(inner, keys[i]) if i < len(keys) else len(inner)
+        pieces += [inner[pos:at], render_line(k, new[k]), "\n"]
+        pos = inner.index("\n", at) + 1 if i < len(keys) and keys[i] == k else at  # replaced, or inserted before
+    pieces += [inner[pos:], text[end + 1 :]]
+    return "".join(pieces)
+
+
+def _line_at(inner: str, key: tuple[str, str, str]) -> int:
+    """Offset of the line of `key` in a block of plain lines (each key once; a token holds no newline)."""
+    prefix = f"{key[0]}:{key[1]}:*:{key[2]}:"
+    return 0 if inner.startswith(prefix) else inner.index("\n" + prefix) + 1
 
 
 def merge(text: str, tokens: Mapping[Key, str]) -> str:

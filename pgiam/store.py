@@ -113,14 +113,31 @@ class Snapshot:
 
     pgpass_text: str
     service_text: str
-    tokens: dict[pgpass.Key, str]
-    sections: frozenset[str]  # names of pgiam's sections in the service file
+    parsed_tokens: dict[pgpass.Key, str] | None  # None: parsed from pgpass_text when first asked for
+    parsed_sections: frozenset[str] | None  # likewise, from service_text
     states: dict[str, ServiceState]
     state_data: bytes | None = None  # state.json as read, to tell whether a new one changes anything
     pgpass_exists: bool = False
     service_file_exists: bool = False
     stamps: tuple[Stamp, ...] = ()  # of ~/.pgpass, the service file and state.json, taken before reading them
     decoded: dict[pgpass.Key, tokeninfo.TokenInfo | None] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def tokens(self) -> dict[pgpass.Key, str]:
+        """The tokens in pgiam's block of the password file, by key: parsed when first asked for (`refresh
+        NAME` rewrites one line without reading the others, issue 25)."""
+        if self.parsed_tokens is None:
+            object.__setattr__(self, "parsed_tokens", pgpass.parse_tokens(self.pgpass_text))  # a cache
+        assert self.parsed_tokens is not None
+        return self.parsed_tokens
+
+    @property
+    def sections(self) -> frozenset[str]:
+        """Names of pgiam's sections in the service file, read when first asked for."""
+        if self.parsed_sections is None:
+            object.__setattr__(self, "parsed_sections", frozenset(servicefile.managed_names(self.service_text)))
+        assert self.parsed_sections is not None
+        return self.parsed_sections
 
     def info(self, svc: Service) -> tokeninfo.TokenInfo | None:
         """The decoded token the password file holds for `svc`: tokens are decoded only for the services a
@@ -153,11 +170,12 @@ def read(paths: Paths) -> Snapshot:
     sv_data = read_bytes(paths.service_file, scope=paths.scope)
     state_data = read_bytes(paths.state_file, scope=paths.scope)
     pg, sv = decode(pg_data), decode(sv_data)
+    # A damaged block is refused here, before anything is minted; the lines are parsed when asked for.
     with naming(paths.pgpass):
-        tokens = pgpass.parse_tokens(pg)
+        block.split(pg, pgpass.BEGIN_LINE, pgpass.END_LINE, pgpass.WHAT)
     with naming(paths.service_file):
-        sections = frozenset(servicefile.managed_names(sv))
-    return Snapshot(pg, sv, tokens, sections, parse_state(state_data), state_data, pg_data is not None,
+        block.split(sv, servicefile.BEGIN_LINE, servicefile.END_LINE, servicefile.WHAT)
+    return Snapshot(pg, sv, None, None, parse_state(state_data), state_data, pg_data is not None,
                     sv_data is not None, stamps)
 
 
@@ -226,11 +244,15 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
         snap = read(paths)
     changes: list[Change] = []
     text = snap.pgpass_text
-    current = snap.tokens
     wanted = {key_of(s) for s in config.services.values()}
-    tokens = {k: new_tokens.get(k) or current[k] for k in wanted if k in new_tokens or k in current}
     with naming(paths.pgpass):
-        new_text = pgpass.merge(text, tokens)
+        # The lines of the new tokens rewritten in place when the block is as merge writes it (issue 25)...
+        new_text = pgpass.merge_some(text, new_tokens, wanted)
+        tokens: Mapping[pgpass.Key, str] = new_tokens
+        if new_text is None:  # ...else every line written anew
+            current = snap.tokens
+            tokens = {k: new_tokens.get(k) or current[k] for k in wanted if k in new_tokens or k in current}
+            new_text = pgpass.merge(text, tokens)
     loose = False
     if snap.pgpass_exists:
         st = os.stat(resolve_target(paths.pgpass, scope=paths.scope))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgiam import pgpass
@@ -174,3 +174,81 @@ def test_render_line_shortcut_writes_what_the_field_by_field_rendering_writes(ho
     h = "\\" + h if h.startswith("#") else h
     expected = ":".join([h, pgpass._literal(port), "*", pgpass._literal(user), pgpass.escape(tok)])
     assert pgpass.render_line(Key(host, port, user), tok) == expected
+
+
+def _full(text: str, new: dict[Key, str], keep: set[Key]) -> str:
+    """What `refresh` writes without the shortcut (pgiam.store.plan_libpq): every kept token, the new ones
+    replacing theirs, each line rendered anew."""
+    current = pgpass.parse_tokens(text)
+    return pgpass.merge(text, {k: new.get(k) or current[k] for k in keep if k in new or k in current})
+
+
+_keys = st.builds(Key, st.text(alphabet="ab.#*:\\é", max_size=3), st.sampled_from(["5432", "1", "*", ""]),
+                  st.text(alphabet="ab*:\\", max_size=2))
+_tokens = st.text(alphabet="ab:\\/?=&\0", max_size=6)
+
+
+@settings(max_examples=200)
+@given(old=st.dictionaries(_keys, _tokens, max_size=5), new=st.dictionaries(_keys, _tokens, max_size=3),
+       drop=st.sets(st.integers(0, 5), max_size=2), extra=st.lists(st.text(alphabet="ab:*\\#\r", max_size=8), max_size=2),
+       at=st.integers(0, 6), swap=st.booleans(), foreign=st.sampled_from(["", "x:1:*:y:z\n", "# mine\r\n", "tail"]))
+def test_merge_some_writes_what_merge_writes(old: dict[Key, str], new: dict[Key, str], drop: set[int],
+                                             extra: list[str], at: int, swap: bool, foreign: str) -> None:
+    """Issue 25: `refresh NAME` rewrites only the new tokens' lines of a block that is exactly as merge writes
+    it. Whenever that shortcut answers, it must be byte for byte what merging every kept token writes, for
+    blocks merge wrote and blocks it did not (extra lines, two lines swapped, keys no longer configured)."""
+    text = pgpass.merge(foreign, old)
+    lines = text.split("\n")
+    if extra:
+        lines[1 + at % max(1, len(old)) : 1] = extra
+    if swap and len(old) > 1:
+        lines[1], lines[2] = lines[2], lines[1]
+    text = "\n".join(lines)
+    keep = {k for i, k in enumerate(sorted({*old, *new})) if i not in drop}
+    fast = pgpass.merge_some(text, new, keep)
+    if fast is not None:
+        assert fast == _full(text, new, keep)
+
+
+@settings(max_examples=100)
+@given(old=st.dictionaries(st.builds(Key, st.text(alphabet="ab.-é", min_size=1, max_size=4), st.sampled_from(["5432", "6432"]),
+                                     st.text(alphabet="ab", min_size=1, max_size=2)), _tokens.filter(lambda t: "\\" not in t),
+                           min_size=1, max_size=6),
+       new=st.dictionaries(st.builds(Key, st.sampled_from(["a", "b.c", "zz"]), st.just("5432"), st.just("a")),
+                           st.text(alphabet="ab:\\", min_size=1, max_size=6), max_size=2),
+       foreign=st.sampled_from(["", "x:1:*:y:z\n", "# mine\n"]))
+def test_merge_some_answers_for_a_block_merge_wrote(old: dict[Key, str], new: dict[Key, str], foreign: str) -> None:
+    """Issue 25: the shortcut is taken for the block refresh writes (plain keys, tokens without `\\`), new
+    keys inserted in order and old ones replaced; it is what merging every token writes."""
+    text = pgpass.merge(foreign, old)
+    keep = {*old, *new}
+    assert pgpass.merge_some(text, new, keep) == _full(text, new, keep)
+
+
+A, B, C = Key("a", "5432", "u"), Key("b", "5432", "u"), Key("c", "5432", "u")
+PLAIN = pgpass.merge("x:1:*:y:z\n", {A: "ta:1", C: "tc:3"})
+
+
+@pytest.mark.parametrize("name, text, new, keep", [
+    ("block merge did not write: keys out of order", PLAIN.replace("a:5432", "d:5432"), {B: "n"}, {A, B, C, Key("d", "5432", "u")}),
+    ("a key twice", PLAIN.replace("c:5432", "a:5432"), {B: "n"}, {A, B, C}),
+    ("a key no longer configured", PLAIN, {B: "n"}, {B, C}),
+    ("a comment line in the block", PLAIN.replace("\nc:", "\n# note\nc:"), {B: "n"}, {A, B, C}),
+    ("a token with an unescaped colon", PLAIN.replace("tc\\:3", "tc:3"), {B: "n"}, {A, B, C}),
+    ("a token with an escaped backslash", PLAIN.replace("tc\\:3", "tc\\\\3"), {B: "n"}, {A, B, C}),
+    ("a database other than *", PLAIN.replace("c:5432:*:", "c:5432:app:"), {B: "n"}, {A, B, C}),
+    ("CR line ends", PLAIN.replace("\n", "\r\n"), {B: "n"}, {A, B, C}),
+    ("the block below foreign lines", "mine:1:*:u:p\n" + PLAIN, {B: "n"}, {A, B, C}),
+    ("a second copy of the block", PLAIN + PLAIN, {B: "n"}, {A, B, C}),
+    ("an empty new token", PLAIN, {B: ""}, {A, B, C}),
+])
+def test_merge_some_declines_what_it_cannot_splice(name: str, text: str, new: dict[Key, str], keep: set[Key]) -> None:
+    """Issue 25: a block merge would rewrite otherwise is left to merge (None), never spliced."""
+    assert pgpass.merge_some(text, new, keep) is None
+
+
+def test_merge_some_replaces_and_inserts_lines_in_place() -> None:
+    """Issue 25: B's line goes between A's and C's, A's token is replaced, the foreign line is kept."""
+    out = pgpass.merge_some(PLAIN, {B: "tb:2", A: "ta:9"}, {A, B, C})
+    assert out == "\n".join([pgpass.BEGIN_LINE, "a:5432:*:u:ta\\:9", "b:5432:*:u:tb\\:2", "c:5432:*:u:tc\\:3",
+                             pgpass.END_LINE, "x:1:*:y:z\n"])
