@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from pgiam.fileio import Scope
 
+from pgiam.bulk import no_gc
 from pgiam.errors import ConfigError, UsageError
 from pgiam.facts import TOKEN_LIFETIME as TOKEN_LIFETIME
 
@@ -272,10 +273,10 @@ def _show(s: str) -> str:
 # time (issue 25: tomllib alone was most of `pgiam list`). Anything else (quoted or dotted keys, escapes,
 # arrays, a repeated key or table, CR line ends) is left to tomllib, which also reports every error.
 _PLAIN_LINE = re.compile(
-    r"[ \t]*(?:\[(?:(?P<defaults>defaults)|services\.(?P<name>[A-Za-z0-9_-]+))\]"
-    r"|(?P<key>[A-Za-z0-9_-]+)[ \t]*=[ \t]*(?:\"(?P<str>[^\"\\\x00-\x08\x0a-\x1f\x7f]*)\""
-    r"|(?P<int>0|[1-9][0-9]{0,17})|(?P<bool>true|false)))?"
-    r"[ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?"
+    r"(?m)^[ \t]*(?:\[(?:(defaults)|services\.([A-Za-z0-9_-]+))\]"
+    r"|([A-Za-z0-9_-]+)[ \t]*=[ \t]*(?:\"([^\"\\\x00-\x08\x0a-\x1f\x7f]*)\""
+    r"|(0|[1-9][0-9]{0,17})|(true|false)))?"
+    r"[ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?$"
 )
 
 
@@ -283,29 +284,25 @@ def read_plain_toml(text: str) -> dict[str, Any] | None:
     """What tomllib.loads(text) returns, for a document in the plain layout above; None for any other."""
     if "\r" in text:
         return None
+    # One match per line, all lines in one call of the compiled pattern (`^` and `$` hold it to whole lines:
+    # a line it does not match has none, and the count tells); a Python loop over plain tuples (issue 25).
+    lines = _PLAIN_LINE.findall(text)
+    if len(lines) != text.count("\n") + 1:
+        return None
     doc: dict[str, Any] = {}
     services: dict[str, dict[str, Any]] = {}
     table: dict[str, Any] | None = None
-    match = _PLAIN_LINE.fullmatch
-    for line in text.split("\n"):
-        m = match(line)
-        if m is None:
-            return None
-        key = m["key"]
-        if key is not None:
+    for defaults, name, key, string, number, boolean in lines:
+        if key:
             if table is None or key in table:
                 return None  # a top-level key, or a repeated one: tomllib says what it means
-            value = m["str"]
-            if value is None:
-                number = m["int"]
-                value = int(number) if number is not None else m["bool"] == "true"
-            table[key] = value
-        elif m["name"] is not None:
-            if m["name"] in services:
+            table[key] = int(number) if number else boolean == "true" if boolean else string
+        elif name:
+            if name in services:
                 return None
             doc.setdefault("services", services)  # where tomllib puts it: at the first [services.NAME]
-            table = services[m["name"]] = {}
-        elif m["defaults"] is not None:
+            table = services[name] = {}
+        elif defaults:
             if "defaults" in doc:
                 return None
             table = doc["defaults"] = {}
@@ -352,6 +349,7 @@ def parse_config(text: str, path: Path) -> Config:
     return Config(path=path, defaults=defaults, services=services)
 
 
+@no_gc
 def load_config(path: Path, *, scope: Scope) -> Config:
     """The config at `path`, or an empty one when the file does not exist; reading creates nothing.
     `scope`: pgiam's own directories (pgiam.paths.Paths.scope), for pgiam.fileio.read_bytes."""

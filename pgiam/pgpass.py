@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 import re
 from bisect import bisect_left
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from pgiam import block, facts
@@ -110,7 +110,7 @@ def parse_tokens(text: str) -> dict[Key, str]:
 _PLAIN_KEY = re.compile(r"(?m)^([^\\:*\n#][^\\:*\n]*):([^\\:*\n]*):\*:([^\\:*\n]*):.*\n")
 
 
-def merge_some(text: str, new: Mapping[Key, str], keep: Set[Key]) -> str | None:
+def merge_some(text: str, new: Mapping[Key, str], keep: set[Key] | frozenset[Key]) -> str | None:
     """What merge(text, tokens) returns, where tokens are the block's tokens whose key is in `keep`, updated
     by the tokens of `new` whose key is in `keep`; computed by rewriting only the lines of `new` (issue 25:
     `refresh NAME` among 10,000 services). None when the block is not exactly what merge writes (not at the
@@ -134,17 +134,18 @@ def merge_some(text: str, new: Mapping[Key, str], keep: Set[Key]) -> str | None:
     pieces, pos = [head], 0
     for k in sorted(k for k in new if k in keep):  # each line written at its place in the old block, in order
         i = bisect_left(keys, k)
-        at = _line_at(inner, keys[i]) if i < len(keys) else len(inner)
+        at = _line_at(inner, keys[i], pos) if i < len(keys) else len(inner)
         pieces += [inner[pos:at], render_line(k, new[k]), "\n"]
         pos = inner.index("\n", at) + 1 if i < len(keys) and keys[i] == k else at  # replaced, or inserted before
     pieces += [inner[pos:], text[end + 1 :]]
     return "".join(pieces)
 
 
-def _line_at(inner: str, key: tuple[str, str, str]) -> int:
-    """Offset of the line of `key` in a block of plain lines (each key once; a token holds no newline)."""
+def _line_at(inner: str, key: tuple[str, str, str], start: int) -> int:
+    """Offset of the line of `key` at or after the line start `start`, in a block of plain lines (each key
+    once; a token holds no newline): one pass over the block for all the new tokens, in key order."""
     prefix = f"{key[0]}:{key[1]}:*:{key[2]}:"
-    return 0 if inner.startswith(prefix) else inner.index("\n" + prefix) + 1
+    return start if inner.startswith(prefix, start) else inner.index("\n" + prefix, start) + 1
 
 
 def merge(text: str, tokens: Mapping[Key, str]) -> str:

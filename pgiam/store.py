@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgiam import block, facts, freshness, pgpass, servicefile, tokeninfo
+from pgiam.bulk import no_gc
 from pgiam.config import Config, Service
 from pgiam.errors import ConfigError, FileError
 from pgiam.fileio import read_bytes, remove_stale_temps, resolve_target, write_all
@@ -164,6 +165,7 @@ def _stamps(paths: Paths) -> tuple[Stamp, ...]:
     return stamp(paths.pgpass), stamp(paths.service_file), stamp(paths.state_file)
 
 
+@no_gc
 def read(paths: Paths) -> Snapshot:
     stamps = _stamps(paths)  # before reading: a change made while reading shows as a changed stamp later
     pg_data = read_bytes(paths.pgpass, scope=paths.scope)
@@ -232,6 +234,7 @@ def reconcile(svc: Service, snap: Snapshot, v: freshness.Verdict,
     return replace(st or ServiceState(key_str(svc)), minted=info.signed_at, expires=v.expires)
 
 
+@no_gc
 def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str], notices: list[str],
                drop_foreign: Iterable[str] = (), snap: Snapshot | None = None) -> list[Change]:
     """The writes that bring pgiam's blocks in both libpq files in line with `config` and the tokens.
@@ -289,6 +292,7 @@ def _bundle(paths: Paths, svc: Service, known: dict[str, str]) -> str:
     return known[svc.region]
 
 
+@no_gc
 def plan_state(paths: Paths, config: Config, states: Mapping[str, ServiceState], now: float,
                force: bool = False, snap: Snapshot | None = None) -> list[Change]:
     """state.json and next-due for `states` (rows of removed services dropped), when they change.
