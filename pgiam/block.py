@@ -14,6 +14,7 @@ start), so it is refused with `Damaged`, and nothing is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pgiam.errors import ConfigError
@@ -62,12 +63,8 @@ def split(text: str, begin_line: str, end_line: str, what: str = "the file") -> 
     foreign: list[str] = []
     block: list[str] | None = None
     pos = 0
-    while (begin := _find_line(text, begin_line, pos)) is not None:
-        foreign.append(text[pos : begin[0]])
-        end = _find_line(text, end_line, begin[1])
-        again = _find_line(text, begin_line, begin[1])
-        if end is None or (again is not None and again[0] < end[0]):
-            raise Damaged(what, text.count("\n", 0, begin[0]) + 1, end_line)
+    for begin, end in _spans(text, begin_line, end_line, what):
+        foreign.append(text[pos:begin[0]])
         if block is None:
             # Every line between the markers ends with "\n"; "\r\n" endings lose their "\r" too.
             inner = text[begin[1] : end[0]].split("\n")[:-1]
@@ -75,6 +72,24 @@ def split(text: str, begin_line: str, end_line: str, what: str = "the file") -> 
         pos = end[1]
     foreign.append(text[pos:])
     return Split(block, "".join(foreign))
+
+
+def check(text: str, begin_line: str, end_line: str, what: str = "the file") -> None:
+    """Raise Damaged where split() would, without cutting anything (a read that parses the lines later)."""
+    for _ in _spans(text, begin_line, end_line, what):
+        pass
+
+
+def _spans(text: str, begin_line: str, end_line: str, what: str) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+    """The spans of each block's BEGIN and END lines, in order; Damaged for a BEGIN line without its END line."""
+    pos = 0
+    while (begin := _find_line(text, begin_line, pos)) is not None:
+        end = _find_line(text, end_line, begin[1])
+        again = _find_line(text, begin_line, begin[1])
+        if end is None or (again is not None and again[0] < end[0]):
+            raise Damaged(what, text.count("\n", 0, begin[0]) + 1, end_line)
+        yield begin, end
+        pos = end[1]
 
 
 def _find_line(text: str, marker: str, start: int) -> tuple[int, int] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -78,18 +78,29 @@ def state_of(svc: Service, states: Mapping[str, ServiceState]) -> ServiceState |
 
 def service_entry(svc: Service, sslrootcert: str) -> servicefile.Entry:
     """The keys libpq needs: the real endpoint in `host` (certificate and ~/.pgpass match), hostaddr for `via`."""
-    keys: list[tuple[str, str]] = [("host", svc.host)]
-    if svc.via:
-        keys.append(("hostaddr", svc.via.addr))
-    keys.append(("port", str(svc.dial_port)))
-    keys.append(("user", svc.user))
-    if svc.dbname:
-        keys.append(("dbname", svc.dbname))
-    keys.append(("sslmode", "verify-full"))
-    keys.append(("sslrootcert", sslrootcert))
-    if svc.require_auth:
-        keys.append(("require_auth", "password"))
-    return servicefile.Entry(svc.name, keys)
+    names, values = _entry(svc, sslrootcert)
+    return servicefile.Entry(svc.name, list(zip(names, values)))
+
+
+def _entry(svc: Service, sslrootcert: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """service_entry's key names and their values."""
+    via, dbname, password = svc.via, svc.dbname, svc.require_auth
+    names = ("host", *(("hostaddr",) if via else ()), "port", "user", *(("dbname",) if dbname else ()),
+             "sslmode", "sslrootcert", *(("require_auth",) if password else ()))
+    values = (svc.host, *((via.addr,) if via else ()), str(svc.dial_port), svc.user, *((dbname,) if dbname else ()),
+              "verify-full", sslrootcert, *(("password",) if password else ()))
+    return names, values
+
+
+def _sections(paths: Paths, config: Config) -> Iterator[str]:
+    """Each service's section, in name order, as servicefile.render_section writes its service_entry: one
+    format per set of key names (servicefile.section_format), one call per service (issue 25: 10,000)."""
+    bundles: dict[str, str] = {}  # one path per partition, not one computation per service
+    formats: dict[tuple[str, ...], Callable[[str, Sequence[str]], str]] = {}
+    for _, svc in sorted(config.services.items()):
+        names, values = _entry(svc, svc.sslrootcert or _bundle(paths, svc, bundles))
+        render = formats.get(names) or formats.setdefault(names, servicefile.section_format(names))
+        yield render(svc.name, values)
 
 
 def default_sslrootcert(paths: Paths, svc: Service) -> str:
@@ -174,9 +185,9 @@ def read(paths: Paths) -> Snapshot:
     pg, sv = decode(pg_data), decode(sv_data)
     # A damaged block is refused here, before anything is minted; the lines are parsed when asked for.
     with naming(paths.pgpass):
-        block.split(pg, pgpass.BEGIN_LINE, pgpass.END_LINE, pgpass.WHAT)
+        block.check(pg, pgpass.BEGIN_LINE, pgpass.END_LINE, pgpass.WHAT)
     with naming(paths.service_file):
-        block.split(sv, servicefile.BEGIN_LINE, servicefile.END_LINE, servicefile.WHAT)
+        block.check(sv, servicefile.BEGIN_LINE, servicefile.END_LINE, servicefile.WHAT)
     return Snapshot(pg, sv, None, None, parse_state(state_data), state_data, pg_data is not None,
                     sv_data is not None, stamps)
 
@@ -271,10 +282,8 @@ def plan_libpq(paths: Paths, config: Config, new_tokens: Mapping[pgpass.Key, str
         if loose:
             notices.append(f"{paths.pgpass} was readable by group/others (libpq ignores such a file); pgiam made it 0600")
     text = snap.service_text
-    bundles: dict[str, str] = {}  # one path per partition, not one computation per service
-    entries = (service_entry(s, s.sslrootcert or _bundle(paths, s, bundles)) for _, s in sorted(config.services.items()))
     with naming(paths.service_file):
-        new_text = servicefile.merge(text, entries, drop_foreign)
+        new_text = servicefile.merge(text, _sections(paths, config), drop_foreign)
     if new_text != text:
         exists = snap.service_file_exists
         mode = stat.S_IMODE(os.stat(resolve_target(paths.service_file, scope=paths.scope)).st_mode) if exists else 0o600

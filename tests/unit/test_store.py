@@ -11,6 +11,8 @@ from pathlib import Path
 
 import botocore.auth
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgiam import pgpass, servicefile, store
 from pgiam.config import Config, Defaults, Service, Via
@@ -88,6 +90,25 @@ def test_service_entry_keys_in_order() -> None:
     assert store.service_entry(TUN, "system").keys == [
         ("host", SANDBOX_HOST), ("hostaddr", "127.0.0.1"), ("port", "15432"), ("user", "bob"), ("dbname", "app"),
         ("sslmode", "verify-full"), ("sslrootcert", "system"), ("require_auth", "password")]
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), min_size=1, max_size=6)
+
+
+@settings(max_examples=150)
+@given(st.lists(st.builds(Service, name=st.text(alphabet="ab-_.@+%{}0", min_size=1, max_size=5), host=_text, user=_text,
+                          region=st.just("us-east-1"), port=st.integers(1, 65535), dbname=st.none() | _text,
+                          via=st.none() | st.builds(Via, st.sampled_from(["127.0.0.1", "::1"]), st.integers(1, 65535)),
+                          sslrootcert=st.none() | _text, require_auth=st.booleans()),
+                max_size=4, unique_by=lambda s: s.name))
+def test_sections_are_what_render_section_writes_of_each_service_entry(svcs: list[Service]) -> None:
+    """Issue 25: the service file's sections are rendered by one format per set of keys; each must be what
+    servicefile.render_section writes of store.service_entry (`%` and `{}` in names and values included)."""
+    paths = Paths.from_env()  # the test's home (no file is read or written)
+    cfg = config(paths, *svcs)
+    expected = ["\n".join(servicefile.render_section(store.service_entry(s, s.sslrootcert or store.default_sslrootcert(paths, s))))
+                for _, s in sorted(cfg.services.items())]
+    assert list(store._sections(paths, cfg)) == expected
 
 
 def test_state_of_only_for_the_same_host_port_and_user() -> None:
