@@ -42,8 +42,12 @@ def _unit_tier_only(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if (hasattr(config, "workerinput") or "TMPDIR" in os.environ or config.option.basetemp
-            or not sys.platform.startswith("linux") or not _unit_tier_only(config)):
+    if not _unit_tier_only(config):
+        return
+    _cache_compiled_modules(config)
+    if hasattr(config, "workerinput") or "TMPDIR" in os.environ or config.option.basetemp:
+        return
+    if not sys.platform.startswith("linux"):
         return
     try:
         fs = os.statvfs(RAM)
@@ -54,6 +58,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if roomy and usable:
         os.environ["TMPDIR"] = str(RAM)  # pytest's tmp_path root (tempfile.gettempdir()); the workers inherit it
         tempfile.tempdir = None  # forget a value computed before
+
+
+def _cache_compiled_modules(config: pytest.Config) -> None:
+    """Issue 22: with PYTHONDONTWRITEBYTECODE set (as on the shared test machine), every worker compiled pgiam,
+    the assertion-rewritten test modules and hypothesis afresh at every run: ~12 s of CPU of the tier's ~44.
+    Their bytecode is kept in pytest's own cache directory (.pytest_cache, which git ignores; pytest writes it
+    whatever that variable says), never beside the sources; `-p no:cacheprovider` keeps nothing. Python and
+    pytest check each cached file against its source's mtime and size before using it (PEP 3147, PEP 552)."""
+    cache = getattr(config, "cache", None)
+    if not sys.dont_write_bytecode or cache is None or sys.pycache_prefix is not None:
+        return
+    sys.pycache_prefix = str(cache.mkdir("pycache"))  # this process only: pgiam's child processes are unaffected
+    sys.dont_write_bytecode = False
 
 
 @pytest.fixture(autouse=True)
