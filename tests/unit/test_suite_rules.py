@@ -42,8 +42,10 @@ def test_a_unit_test_cannot_start_pgiam_as_a_process() -> None:
 
 def test_the_files_run_first_exist() -> None:
     """tests/conftest.py's FIRST (the long files handed to the workers first, issue 22) names files that
-    exist: a renamed file would silently go back to the end of the run."""
-    from tests.conftest import FIRST
+    exist: a renamed file would silently go back to the end of the run. So does UNIT_FIRST (the unit
+    tier's long files), which names unit files only."""
+    from tests.conftest import FIRST, UNIT_FIRST
 
-    assert len(set(FIRST)) == len(FIRST)
-    assert [name for name in FIRST if not (TESTS.parent / name).is_file()] == []
+    assert len(set(FIRST)) == len(FIRST) and len(set(UNIT_FIRST)) == len(UNIT_FIRST)
+    assert [name for name in FIRST + UNIT_FIRST if not (TESTS.parent / name).is_file()] == []
+    assert [name for name in UNIT_FIRST if not name.startswith("tests/unit/") or name in FIRST] == []
