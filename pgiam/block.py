@@ -74,6 +74,17 @@ def split(text: str, begin_line: str, end_line: str, what: str = "the file") -> 
     return Split(block, "".join(foreign))
 
 
+def foreign(text: str, begin_line: str, end_line: str, what: str = "the file") -> str:
+    """split(...).foreign, without cutting the block into lines (a merge writes its own)."""
+    parts: list[str] = []
+    pos = 0
+    for begin, end in _spans(text, begin_line, end_line, what):
+        parts.append(text[pos : begin[0]])
+        pos = end[1]
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 def check(text: str, begin_line: str, end_line: str, what: str = "the file") -> None:
     """Raise Damaged where split() would, without cutting anything (a read that parses the lines later)."""
     for _ in _spans(text, begin_line, end_line, what):

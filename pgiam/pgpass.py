@@ -150,11 +150,11 @@ def _line_at(inner: str, key: tuple[str, str, str], start: int) -> int:
 
 def merge(text: str, tokens: Mapping[Key, str]) -> str:
     """`text` with pgiam's block replaced by exactly `tokens` (at the top); foreign bytes untouched."""
-    foreign = block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign
+    foreign = block.foreign(text, BEGIN_LINE, END_LINE, WHAT)
     lines = [render_line(k, tokens[k]) for k in sorted(tokens)]
     return block.join(lines, foreign, BEGIN_LINE, END_LINE)
 
 
 def foreign_text(text: str) -> str:
     """Everything outside pgiam's block, exactly."""
-    return block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign
+    return block.foreign(text, BEGIN_LINE, END_LINE, WHAT)

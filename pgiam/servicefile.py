@@ -72,7 +72,7 @@ def section_format(names: Sequence[str]) -> Callable[[str, Sequence[str]], str]:
 
 def foreign_sections(text: str) -> list[Section]:
     """Every section header outside pgiam's block, with the span of its key lines."""
-    foreign = block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign
+    foreign = block.foreign(text, BEGIN_LINE, END_LINE, WHAT)
     return _sections(foreign)
 
 
@@ -121,7 +121,7 @@ def _needs_guard(foreign: str) -> bool:
 def merge(text: str, entries: Iterable[Entry | str], drop_foreign: Iterable[str] = ()) -> str:
     """`text` with pgiam's block holding exactly `entries` (each an Entry, or its render_section lines already
     joined); foreign sections named in `drop_foreign` removed."""
-    foreign = block.split(text, BEGIN_LINE, END_LINE, WHAT).foreign
+    foreign = block.foreign(text, BEGIN_LINE, END_LINE, WHAT)
     drop = set(drop_foreign)
     if drop:
         # Remove from the end so earlier spans stay valid; comments and blank lines around stay.

@@ -31,6 +31,7 @@ class ServiceState:
 _FIELDS = {f.name for f in fields(ServiceState)}
 _NAMES = tuple(sorted(_FIELDS))
 _values = operator.attrgetter(*_NAMES)  # a row's values in key order, in one C call
+_in_order = operator.itemgetter(*(f.name for f in fields(ServiceState)))  # a row's fields in ServiceState's order
 
 
 def parse_state(data: bytes | None) -> dict[str, ServiceState]:
@@ -40,9 +41,12 @@ def parse_state(data: bytes | None) -> dict[str, ServiceState]:
     try:
         raw = json.loads(data)
         entries = raw.get("services", {})
-        # Unknown keys (a newer pgiam) are dropped rather than making the whole file unreadable.
-        states = {name: ServiceState(**(entry if entry.keys() <= _FIELDS else {k: v for k, v in entry.items() if k in _FIELDS}))
-                  for name, entry in entries.items()}
+        try:  # rows with every field, as render_state writes them: built by position (issue 25)
+            states = {name: ServiceState(*_in_order(entry)) for name, entry in entries.items()}
+        except KeyError:  # a field missing: its default
+            # Unknown keys (a newer pgiam) are dropped rather than making the whole file unreadable.
+            states = {name: ServiceState(**(entry if entry.keys() <= _FIELDS else {k: v for k, v in entry.items() if k in _FIELDS}))
+                      for name, entry in entries.items()}
     except (ValueError, TypeError, AttributeError, RecursionError):
         return {}
     # A hand-edited or damaged file with `"expires": "soon"` must not crash the prompt hook later.

@@ -52,3 +52,21 @@ def test_split_agrees_with_the_line_by_line_rule(parts: list[tuple[str, str]]) -
     except block.Damaged as err:
         got = err.line
     assert got == reference_split(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_PIECES, st.sampled_from(["\n", "\r\n", "", "\r"])), max_size=8))
+def test_foreign_and_check_agree_with_split(parts: list[tuple[str, str]]) -> None:
+    """Issue 25: foreign() gives split's foreign text, and check() and foreign() refuse a damaged block on
+    the line split does, without cutting the block into lines."""
+    text = "".join(p + e for p, e in parts)
+    outcomes: list[object] = []
+    for cut in (lambda: block.split(text, BEGIN, END).foreign, lambda: block.foreign(text, BEGIN, END),
+                lambda: block.check(text, BEGIN, END)):
+        try:
+            outcomes.append(cut())
+        except block.Damaged as err:
+            outcomes.append(err.line)
+    split, foreign, checked = outcomes
+    assert foreign == split
+    assert checked == (split if isinstance(split, int) else None)
