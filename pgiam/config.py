@@ -311,14 +311,14 @@ def read_plain_toml(text: str) -> dict[str, Any] | None:
 
 def parse_config(text: str, path: Path) -> Config:
     """Validate config text into a Config; errors name the file, the table/key and the line."""
-    import tomllib
+    raw = read_plain_toml(text)
+    if raw is None:  # tomllib imported only for a document in another layout
+        import tomllib
 
-    try:
-        raw = read_plain_toml(text)
-        if raw is None:
+        try:
             raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}", f"fix the syntax in {path}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}", f"fix the syntax in {path}") from None
     for top in raw:
         if top not in ("defaults", "services"):
             raise ConfigError(f"{_top_where(path, text, top)}: unknown table or key {top!r}", "only [defaults] and [services.NAME] are allowed")

@@ -82,9 +82,14 @@ def service_entry(svc: Service, sslrootcert: str) -> servicefile.Entry:
     return servicefile.Entry(svc.name, list(zip(names, values)))
 
 
+_USUAL = ("host", "port", "user", "dbname", "sslmode", "sslrootcert")
+
+
 def _entry(svc: Service, sslrootcert: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """service_entry's key names and their values."""
     via, dbname, password = svc.via, svc.dbname, svc.require_auth
+    if via is None and dbname and not password:  # the usual entry, without the general case's unpacking
+        return _USUAL, (svc.host, str(svc.port), svc.user, dbname, "verify-full", sslrootcert)
     names = ("host", *(("hostaddr",) if via else ()), "port", "user", *(("dbname",) if dbname else ()),
              "sslmode", "sslrootcert", *(("require_auth",) if password else ()))
     values = (svc.host, *((via.addr,) if via else ()), str(svc.dial_port), svc.user, *((dbname,) if dbname else ()),
