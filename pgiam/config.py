@@ -280,10 +280,45 @@ _PLAIN_LINE = re.compile(
 )
 
 
+# A run of tables exactly as `pgiam add` writes them, to the end of the document: a blank line, the
+# header, then host, port, user and the optional keys, each once, in service_table's order.
+_STR = r'"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"'
+_TABLE = re.compile(
+    rf"\n\[services\.([A-Za-z0-9_-]+)\]\nhost = {_STR}\nport = (0|[1-9][0-9]{{0,17}})\nuser = {_STR}\n"
+    rf"(?:dbname = {_STR}\n)?(?:region = {_STR}\n)?(?:profile = {_STR}\n)?(?:sslrootcert = {_STR}\n)?"
+    rf"(?:require_auth = (true|false)\n)?(?:aws_credentials_file = {_STR}\n)?"
+)
+_OPTIONAL = ("dbname", "region", "profile", "sslrootcert", "require_auth", "aws_credentials_file")
+
+
 def read_plain_toml(text: str) -> dict[str, Any] | None:
     """What tomllib.loads(text) returns, for a document in the plain layout above; None for any other."""
     if "\r" in text:
         return None
+    start = text.find("\n[services.")
+    if start != -1:  # pgiam's own tables from there to the end: one match per table, not per line (issue 25)
+        doc = _read_plain_lines(text[: start + 1])
+        if doc is not None and "services" not in doc:
+            services: dict[str, dict[str, Any]] = {}
+            pos = start
+            for m in _TABLE.finditer(text, start):
+                name, host, port, user, *rest = m.groups()
+                if m.start() != pos or name in services:
+                    break
+                table: dict[str, Any] = {"host": host, "port": int(port), "user": user}
+                for key, value in zip(_OPTIONAL, rest):
+                    if value is not None:
+                        table[key] = value == "true" if key == "require_auth" else value
+                services[name] = table
+                pos = m.end()
+            if pos == len(text) and services:
+                doc["services"] = services
+                return doc
+    return _read_plain_lines(text)
+
+
+def _read_plain_lines(text: str) -> dict[str, Any] | None:
+    """read_plain_toml, line by line."""
     # One match per line, all lines in one call of the compiled pattern (`^` and `$` hold it to whole lines:
     # a line it does not match has none, and the count tells); a Python loop over plain tuples (issue 25).
     lines = _PLAIN_LINE.findall(text)

@@ -101,3 +101,36 @@ def test_what_tomllib_refuses_is_still_reported_by_tomllib(text: str, tmp_path: 
     with pytest.raises(config.ConfigError) as err:
         config.parse_config(text, tmp_path / "config.toml")
     assert str(tmp_path / "config.toml") in err.value.message
+
+
+_PLAIN_VALUE = st.text(st.characters(blacklist_characters='"\\', blacklist_categories=("Cs", "Cc")), max_size=5)
+
+
+@st.composite
+def _pgiam_layout(draw: st.DrawFn) -> str:
+    """A document as `pgiam add` writes it: a head (comments, [defaults]), then tables of host, port, user and
+    optional keys in service_table's order, a blank line before each; sometimes a line out of that layout."""
+    head = draw(st.sampled_from(["", config.HEADER, config.HEADER + '\n[defaults]\nprofile = "p"  # all\n',
+                                 "# x\n[defaults]\nrenewal_margin = 300\n"]))
+    tables = []
+    for name in draw(st.lists(st.sampled_from(["a", "b-1", "C_2", "defaults"]), max_size=4)):
+        lines = [f"[services.{name}]", f'host = "{draw(_PLAIN_VALUE)}"', f"port = {draw(st.integers(0, 99999))}",
+                 f'user = "{draw(_PLAIN_VALUE)}"']
+        for key in ("dbname", "region", "profile", "sslrootcert", "require_auth", "aws_credentials_file"):
+            if draw(st.booleans()):
+                lines.append(f"{key} = {draw(st.sampled_from(['true', 'false']))}" if key == "require_auth"
+                             else f'{key} = "{draw(_PLAIN_VALUE)}"')
+        if draw(st.integers(0, 9)) == 0:
+            lines.insert(draw(st.integers(1, len(lines))), draw(st.sampled_from(["# note", "x = 1", "port = 5", ""])))
+        tables.append("\n".join(lines) + "\n")
+    return head + "".join("\n" + t for t in tables) + draw(st.sampled_from(["", "", "\n", "# end\n"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_pgiam_layout())
+def test_the_layout_pgiam_add_writes_is_read_table_by_table_as_tomllib_reads_it(text: str) -> None:
+    """Issue 25: tables in `pgiam add`'s layout are read one compiled match per table; the result must be
+    tomllib's (data and order), or step aside for what tomllib refuses (a repeated table)."""
+    slow = _tomllib(text)
+    fast = config.read_plain_toml(text)
+    assert json.dumps(fast) == json.dumps(slow)
