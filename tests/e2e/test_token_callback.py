@@ -89,7 +89,7 @@ def test_an_edited_config_takes_the_full_path(run_cli, home: Path, ca_file: Path
     cfg = home / ".config" / "pgiam" / "config.toml"
     cfg.write_text(cfg.read_text().replace('user = "alice"', 'user = "bob"'))
     code, out, heavy, err = probe()
-    assert code == 0 and "tomllib" in heavy and "botocore" in heavy, err  # bob has no token yet: minted
+    assert code == 0 and "pgiam.refresh" in heavy and "botocore" in heavy, err  # bob has no token yet: minted
     assert out != written and "DBUser=bob" in out
     assert tokens(home)[pgpass.Key(SANDBOX_HOST, "5432", "bob")] == out  # written as refresh writes it
     assert "user=bob" in (home / ".pg_service.conf").read_text().split("\n")
